@@ -1,0 +1,97 @@
+package mesh
+
+// Participant statuses.
+const (
+	StatusOnline  = "online"
+	StatusAway    = "away"
+	StatusOffline = "offline"
+)
+
+// Participant is every entity of a mesh, human or bot (bots have IsAgent).
+type Participant struct {
+	ID          string  `json:"id"`
+	DisplayName string  `json:"displayName"`
+	Role        string  `json:"role"`
+	IsAgent     bool    `json:"isAgent"`
+	OwnerID     *string `json:"ownerId"`
+	DID         *string `json:"did"`
+	Status      string  `json:"status"`
+	CreatedAt   Time    `json:"createdAt"`
+	// Email is shown only to the participant itself and to holders of manage_members;
+	// Public clears it.
+	Email string `json:"email,omitempty"`
+}
+
+// Public is p as others see it: without its email.
+func (p Participant) Public() Participant {
+	p.Email = ""
+	return p
+}
+
+// Room is a place where participants talk. MemberCount is computed when read.
+type Room struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Topic       string `json:"topic"`
+	Private     bool   `json:"private"`
+	Archived    bool   `json:"archived"`
+	CreatedBy   string `json:"createdBy"`
+	CreatedAt   Time   `json:"createdAt"`
+	MemberCount int    `json:"memberCount"`
+}
+
+// Message is one message of a room. Seq is its gap-free position in the room.
+type Message struct {
+	ID          string              `json:"id"`
+	RoomID      string              `json:"roomId"`
+	Seq         int64               `json:"seq"`
+	AuthorID    string              `json:"authorId"`
+	Content     string              `json:"content"`
+	ThreadID    *string             `json:"threadId"`
+	To          *string             `json:"to"`
+	ClientMsgID *string             `json:"clientMsgId"`
+	CreatedAt   Time                `json:"createdAt"`
+	EditedAt    *Time               `json:"editedAt"`
+	Deleted     bool                `json:"deleted"`
+	Reactions   map[string][]string `json:"reactions"`
+}
+
+// VisibleTo reports whether participant id may see m (whispers are seen by their author
+// and their addressee only; room membership is checked elsewhere).
+func (m *Message) VisibleTo(id string) bool {
+	return m.To == nil || *m.To == id || m.AuthorID == id
+}
+
+// Position is a participant's place in a room's 2-D world.
+type Position struct {
+	ParticipantID string  `json:"participantId"`
+	X             float64 `json:"x"`
+	Y             float64 `json:"y"`
+}
+
+// Limits of the contract (PROTOCOL.md, "Limits"); each is configurable where it is used.
+const (
+	DefaultMaxContentBytes = 16 << 10
+	DefaultMaxFrameBytes   = 64 << 10
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultListLimit       = 50
+	MaxListLimit           = 200
+	MinPasswordLength      = 8
+	MaxPasswordBytes       = 72 // bcrypt's limit
+	MaxDisplayNameRunes    = 64
+	MaxRoomNameRunes       = 80
+	MaxTopicRunes          = 500
+	MaxEmojiBytes          = 64
+	MaxClientMsgIDBytes    = 128
+)
+
+// Built-in role names (their permissions live in pkg/rbac).
+const (
+	RoleOwner      = "owner"
+	RoleAdmin      = "admin"
+	RoleModerator  = "moderator"
+	RoleSuperAgent = "super_agent"
+	RoleMember     = "member"
+	RoleAgent      = "agent"
+	RoleSpectator  = "spectator"
+)

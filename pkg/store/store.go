@@ -1,0 +1,172 @@
+// Package store is The Mesh's source of truth. Its interfaces are small and grouped by
+// aggregate; Store is all of them. Implementations: sqlite (single node) and, later, mongo
+// (clustered). storetest is the conformance suite every implementation passes.
+//
+// Errors: a missing record is mesh.CodeNotFound; a uniqueness violation the caller can act on
+// (a taken email) is mesh.CodeConflict; everything else is an internal error wrapped with
+// context. Times are stored at millisecond precision.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/themesh/mesh/pkg/mesh"
+)
+
+// Account is a participant with what only the server sees.
+type Account struct {
+	mesh.Participant
+	PasswordHash []byte
+	Banned       bool
+	Deactivated  bool
+}
+
+// FirstMode says how CreateParticipant treats the mesh's first participant.
+type FirstMode int
+
+const (
+	// AnyOrder stores the participant whatever exists.
+	AnyOrder FirstMode = iota
+	// FirstBecomesOwner stores it; if it is the first participant ever, its role becomes
+	// owner. Of concurrent first registrations exactly one becomes owner.
+	FirstBecomesOwner
+	// OnlyFirst stores it only if no participant exists yet (as owner); otherwise CodeConflict.
+	OnlyFirst
+)
+
+// ParticipantUpdate changes the fields that are not nil.
+type ParticipantUpdate struct {
+	DisplayName *string
+	Role        *string
+	Banned      *bool
+	Deactivated *bool
+}
+
+// Participants are the accounts of the mesh.
+type Participants interface {
+	// CreateParticipant stores a (ID, Email lower-cased by the caller, CreatedAt set). A taken
+	// email is CodeConflict. It returns the account as stored (its role may be owner, see mode).
+	CreateParticipant(ctx context.Context, a Account, mode FirstMode) (Account, error)
+	ParticipantByID(ctx context.Context, id string) (Account, error)
+	// ParticipantByEmail matches case-insensitively.
+	ParticipantByEmail(ctx context.Context, email string) (Account, error)
+	// ParticipantsByIDs returns the accounts that exist among ids, in no particular order.
+	ParticipantsByIDs(ctx context.Context, ids []string) ([]Account, error)
+	CountParticipants(ctx context.Context) (int, error)
+	UpdateParticipant(ctx context.Context, id string, u ParticipantUpdate) (Account, error)
+}
+
+// RoomQuery selects the rooms a viewer may see: every public room and the private rooms the
+// viewer is a member of, ordered by ID, after the cursor After, at most Limit.
+type RoomQuery struct {
+	Viewer string
+	After  string
+	Limit  int
+	// MemberOnly keeps only rooms the viewer is a member of.
+	MemberOnly bool
+}
+
+// RoomUpdate changes the fields that are not nil.
+type RoomUpdate struct {
+	Name     *string
+	Topic    *string
+	Archived *bool
+}
+
+// Rooms are rooms and their membership.
+type Rooms interface {
+	// CreateRoom stores r and makes r.CreatedBy its first member, atomically.
+	CreateRoom(ctx context.Context, r mesh.Room) (mesh.Room, error)
+	// Room returns the room with its MemberCount.
+	Room(ctx context.Context, id string) (mesh.Room, error)
+	ListRooms(ctx context.Context, q RoomQuery) ([]mesh.Room, error)
+	UpdateRoom(ctx context.Context, id string, u RoomUpdate) (mesh.Room, error)
+	// DeleteRoom removes the room, its memberships, messages and reactions.
+	DeleteRoom(ctx context.Context, id string) error
+	// AddMember reports whether the participant was not a member before.
+	AddMember(ctx context.Context, roomID, participantID string) (added bool, err error)
+	// RemoveMember reports whether the participant was a member.
+	RemoveMember(ctx context.Context, roomID, participantID string) (removed bool, err error)
+	IsMember(ctx context.Context, roomID, participantID string) (bool, error)
+	// Members lists the room's member ids in the order they joined.
+	Members(ctx context.Context, roomID string) ([]string, error)
+	// RoomsOf lists the ids of the rooms the participant is a member of.
+	RoomsOf(ctx context.Context, participantID string) ([]string, error)
+	// SetMute mutes the participant in the room until the given time (a past time unmutes).
+	SetMute(ctx context.Context, roomID, participantID string, until time.Time) error
+	// MutedUntil is the end of the participant's mute in the room (zero if none).
+	MutedUntil(ctx context.Context, roomID, participantID string) (time.Time, error)
+}
+
+// MessageQuery selects a room's messages in seq order. With After, the first Limit messages
+// after that seq; with Before, the last Limit messages before it; with neither, the last Limit
+// messages. Both may be set (a window). Whispers are returned only when Viewer is their author
+// or addressee. ThreadID keeps the thread's root and its replies.
+type MessageQuery struct {
+	RoomID   string
+	Viewer   string
+	After    int64
+	Before   int64
+	ThreadID string
+	Limit    int
+}
+
+// Messages are the rooms' messages and their reactions.
+type Messages interface {
+	// CreateMessage gives m (ID, RoomID, AuthorID, Content, ThreadID, To, ClientMsgID,
+	// CreatedAt set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
+	// with no gap and no repeat even under concurrent writers. If m.ClientMsgID is set and the
+	// author already sent it in this room, nothing is stored and the first message is returned
+	// with created false.
+	CreateMessage(ctx context.Context, m mesh.Message) (msg mesh.Message, created bool, err error)
+	// Message returns the message with its reactions.
+	Message(ctx context.Context, id string) (mesh.Message, error)
+	ListMessages(ctx context.Context, q MessageQuery) ([]mesh.Message, error)
+	EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error)
+	// DeleteMessage keeps id and seq, sets deleted and empties the content; reactions go.
+	DeleteMessage(ctx context.Context, id string) (mesh.Message, error)
+	// AddReaction reports whether the reaction is new; the message comes back updated.
+	AddReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
+	RemoveReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
+	// LastSeq is the room's highest seq (0 for none).
+	LastSeq(ctx context.Context, roomID string) (int64, error)
+}
+
+// Tokens records revoked tokens until they expire.
+type Tokens interface {
+	RevokeToken(ctx context.Context, tokenID, participantID string, expires time.Time) error
+	IsRevoked(ctx context.Context, tokenID string) (bool, error)
+}
+
+// Settings are the mesh's key-value settings (its name, its JWT secret, ...).
+type Settings interface {
+	// Setting reports the value and whether it is set.
+	Setting(ctx context.Context, key string) (string, bool, error)
+	SetSetting(ctx context.Context, key, value string) error
+	// SetSettingIfAbsent stores value unless key is set, and returns what is stored: of
+	// concurrent callers, all get the first one's value.
+	SetSettingIfAbsent(ctx context.Context, key, value string) (string, error)
+}
+
+// Idempotency remembers results so that retried requests change nothing.
+type Idempotency interface {
+	// SaveResult stores result under (scope, key) unless something is stored there already,
+	// and returns what is stored (so concurrent savers agree on one result).
+	SaveResult(ctx context.Context, scope, key string, result []byte) ([]byte, error)
+	// Result returns the stored result, and whether there is one.
+	Result(ctx context.Context, scope, key string) ([]byte, bool, error)
+}
+
+// Store is every aggregate, over one database.
+type Store interface {
+	Participants
+	Rooms
+	Messages
+	Tokens
+	Settings
+	Idempotency
+	// Ping answers whether the database answers (for readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
