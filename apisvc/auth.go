@@ -1,0 +1,295 @@
+package apisvc
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/themesh/mesh/pkg/auth"
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/rbac"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+// Settings keys.
+const (
+	settingMeshName         = "mesh_name"
+	settingRegistrationOpen = "registration_open"
+	settingDefaultRole      = "default_role"
+)
+
+type credentials struct {
+	MeshName    string `json:"meshName"`
+	Email       string `json:"email"`
+	Password    string `json:"password"`
+	DisplayName string `json:"displayName"`
+}
+
+type session struct {
+	Token       string           `json:"token"`
+	Participant mesh.Participant `json:"participant"`
+}
+
+func (s *Service) setupGet(ctx context.Context, c *call) (any, error) {
+	n, err := s.store.CountParticipants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name, err := s.meshName(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"needsSetup": n == 0, "meshName": name}, nil
+}
+
+func (s *Service) meshName(ctx context.Context) (string, error) {
+	name, ok, err := s.store.Setting(ctx, settingMeshName)
+	if err != nil || !ok {
+		return s.cfg.DefaultMeshName, err
+	}
+	return name, nil
+}
+
+func (s *Service) setupCreate(ctx context.Context, c *call) (any, error) {
+	var in credentials
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	meshName, err := text("meshName", in.MeshName, true, 80)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := s.newAccount(in)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := s.store.CountParticipants(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		return nil, mesh.Errorf(mesh.CodeConflict, "this mesh is already set up")
+	}
+	acc.Role = mesh.RoleOwner
+	acc, err = s.store.CreateParticipant(ctx, acc, store.OnlyFirst)
+	if err != nil {
+		if mesh.IsCode(err, mesh.CodeConflict) {
+			return nil, mesh.Errorf(mesh.CodeConflict, "this mesh is already set up")
+		}
+		return nil, err
+	}
+	if err := s.store.SetSetting(ctx, settingMeshName, meshName); err != nil {
+		return nil, err
+	}
+	return s.issue(acc, c.now)
+}
+
+// newAccount validates registration fields and hashes the password.
+func (s *Service) newAccount(in credentials) (store.Account, error) {
+	email, err := validEmail(in.Email)
+	if err != nil {
+		return store.Account{}, err
+	}
+	if len([]rune(in.Password)) < mesh.MinPasswordLength {
+		return store.Account{}, mesh.Errorf(mesh.CodeBadRequest, "password must be at least %d characters", mesh.MinPasswordLength)
+	}
+	if len(in.Password) > mesh.MaxPasswordBytes {
+		return store.Account{}, mesh.Errorf(mesh.CodeBadRequest, "password must be at most %d bytes", mesh.MaxPasswordBytes)
+	}
+	name, err := text("displayName", in.DisplayName, true, mesh.MaxDisplayNameRunes)
+	if err != nil {
+		return store.Account{}, err
+	}
+	hash, err := auth.HashPassword(in.Password, s.cfg.BcryptCost)
+	if err != nil {
+		return store.Account{}, err
+	}
+	return store.Account{
+		Participant: mesh.Participant{
+			ID:          newID(),
+			DisplayName: name,
+			Email:       email,
+			Status:      mesh.StatusOffline,
+			CreatedAt:   mesh.Now(),
+		},
+		PasswordHash: hash,
+	}, nil
+}
+
+// validEmail lower-cases and checks an email address (a local part, an @, a domain with a dot).
+func validEmail(e string) (string, error) {
+	e = strings.ToLower(strings.TrimSpace(e))
+	at := strings.LastIndexByte(e, '@')
+	if len(e) > 254 || at < 1 || at == len(e)-1 || !strings.Contains(e[at:], ".") ||
+		strings.ContainsAny(e, " \t\r\n<>,;\"") || strings.HasSuffix(e, ".") {
+		return "", mesh.Errorf(mesh.CodeBadRequest, "email is not a valid address")
+	}
+	return e, nil
+}
+
+func (s *Service) register(ctx context.Context, c *call) (any, error) {
+	if ok, retry := s.limits.take(s.limits.registrations, c.req.Addr, c.now); !ok {
+		return nil, rateLimited(retry, "registrations from your address")
+	}
+	var in credentials
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	acc, err := s.newAccount(in)
+	if err != nil {
+		return nil, err
+	}
+	if open, ok, err := s.store.Setting(ctx, settingRegistrationOpen); err != nil {
+		return nil, err
+	} else if ok && open == "false" {
+		// The first participant can always register: a mesh must be able to get an owner.
+		if n, err := s.store.CountParticipants(ctx); err != nil {
+			return nil, err
+		} else if n > 0 {
+			return nil, mesh.Errorf(mesh.CodeRegistrationClosed, "registration is closed on this mesh")
+		}
+	}
+	acc.Role = mesh.RoleMember
+	if r, ok, err := s.store.Setting(ctx, settingDefaultRole); err != nil {
+		return nil, err
+	} else if ok && r != mesh.RoleOwner {
+		if _, known := s.roles.Role(r); known {
+			acc.Role = r
+		}
+	}
+	acc, err = s.store.CreateParticipant(ctx, acc, store.FirstBecomesOwner)
+	if err != nil {
+		if mesh.IsCode(err, mesh.CodeConflict) {
+			return nil, mesh.Errorf(mesh.CodeConflict, "that email is already registered")
+		}
+		return nil, err
+	}
+	return s.issue(acc, c.now)
+}
+
+func (s *Service) issue(acc store.Account, now time.Time) (session, error) {
+	tok, _, err := s.tokens.Issue(acc.ID, now)
+	if err != nil {
+		return session{}, err
+	}
+	return session{Token: tok, Participant: s.view(acc, true)}, nil
+}
+
+// view is how acc appears to a caller: its email only if self (or, later, manage_members),
+// its status from the world's presence.
+func (s *Service) view(acc store.Account, withEmail bool) mesh.Participant {
+	p := acc.Participant
+	p.Status = s.online.status(p.ID)
+	if !withEmail {
+		p.Email = ""
+	}
+	return p
+}
+
+func (s *Service) login(ctx context.Context, c *call) (any, error) {
+	var in credentials
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	email := strings.ToLower(strings.TrimSpace(in.Email))
+	if email == "" || in.Password == "" {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "email and password are required")
+	}
+	if over, retry := s.limits.over(s.limits.failedLogins, email, c.now); over {
+		return nil, rateLimited(retry, "failed logins for this account")
+	}
+	acc, err := s.store.ParticipantByEmail(ctx, email)
+	if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
+		return nil, err
+	}
+	ok := false
+	if err == nil && len(acc.PasswordHash) > 0 {
+		ok = auth.CheckPassword(acc.PasswordHash, in.Password)
+	} else {
+		auth.CheckNoAccount(in.Password, s.cfg.BcryptCost)
+	}
+	if !ok {
+		s.limits.take(s.limits.failedLogins, email, c.now)
+		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "wrong email or password")
+	}
+	if acc.Banned {
+		return nil, mesh.Errorf(mesh.CodeBanned, "you are banned from this mesh")
+	}
+	if acc.Deactivated {
+		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "wrong email or password")
+	}
+	return s.issue(acc, c.now)
+}
+
+func (s *Service) me(ctx context.Context, c *call) (any, error) {
+	return s.view(*c.actor, true), nil
+}
+
+func (s *Service) logout(ctx context.Context, c *call) (any, error) {
+	a := c.cmd.Actor
+	exp := time.Unix(a.TokenExp, 0)
+	if a.TokenExp == 0 {
+		exp = c.now.Add(s.cfg.TokenTTL)
+	}
+	if err := s.store.RevokeToken(ctx, a.TokenID, a.ID, exp); err != nil {
+		return nil, err
+	}
+	s.publish(ctx, mesh.ParticipantSubject(a.ID), mesh.Event{
+		Type:  "logout",
+		Close: &mesh.CloseSpec{TokenID: a.TokenID, Code: CloseTokenRevoked, Reason: "logged out"},
+	}, map[string]string{"type": "logout"})
+	return nil, nil
+}
+
+// CloseTokenRevoked is the WebSocket close code for a socket whose token was revoked.
+const CloseTokenRevoked = 4001
+
+func (s *Service) participantGet(ctx context.Context, c *call) (any, error) {
+	id, err := param(c, "participantId")
+	if err != nil {
+		return nil, err
+	}
+	acc, err := s.store.ParticipantByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.view(acc, acc.ID == c.actor.ID || s.allowed(c.actor, rbac.ManageMembers)), nil
+}
+
+// sessionOpen authenticates a WebSocket and gathers what its snapshot needs from the store.
+func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
+	ids, err := s.store.RoomsOf(ctx, c.actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	res := mesh.SessionOpenResult{Participant: s.view(*c.actor, true), Rooms: []mesh.SnapshotRoom{}}
+	seen := map[string]bool{c.actor.ID: true}
+	var others []string
+	for _, id := range ids {
+		room, err := s.store.Room(ctx, id)
+		if err != nil {
+			if mesh.IsCode(err, mesh.CodeNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		members, err := s.store.Members(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		res.Rooms = append(res.Rooms, mesh.SnapshotRoom{Room: room, Members: members})
+		for _, m := range members {
+			if !seen[m] {
+				seen[m] = true
+				others = append(others, m)
+			}
+		}
+	}
+	accs, err := s.store.ParticipantsByIDs(ctx, others)
+	if err != nil {
+		return nil, err
+	}
+	res.Participants = append(res.Participants, res.Participant)
+	for _, a := range accs {
+		res.Participants = append(res.Participants, s.view(a, false))
+	}
+	return res, nil
+}

@@ -1,0 +1,304 @@
+package apisvc
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/rbac"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+func (s *Service) messagesList(ctx context.Context, c *call) (any, error) {
+	room, err := roomParam(c)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := s.visibleRoom(ctx, c, room); err != nil {
+		return nil, err
+	}
+	after, err := queryInt(c, "after")
+	if err != nil {
+		return nil, err
+	}
+	before, err := queryInt(c, "before")
+	if err != nil {
+		return nil, err
+	}
+	limit, err := listLimit(c)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.store.ListMessages(ctx, store.MessageQuery{
+		RoomID: room, Viewer: c.actor.ID, After: after, Before: before,
+		ThreadID: c.req.Query["threadId"], Limit: limit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := list[mesh.Message]{Items: msgs}
+	if out.Items == nil {
+		out.Items = []mesh.Message{}
+	}
+	// nextCursor continues in the query's direction: forwards (after=) when after was given,
+	// backwards (before=) otherwise.
+	if len(msgs) == limit {
+		if after > 0 {
+			out.NextCursor = strp(strconv.FormatInt(msgs[len(msgs)-1].Seq, 10))
+		} else {
+			out.NextCursor = strp(strconv.FormatInt(msgs[0].Seq, 10))
+		}
+	}
+	return out, nil
+}
+
+type messageInput struct {
+	Content     *string `json:"content"`
+	ThreadID    *string `json:"threadId"`
+	To          *string `json:"to"`
+	ClientMsgID *string `json:"clientMsgId"`
+}
+
+// content checks a message's content: present, not blank, within the size limit.
+func (s *Service) content(v *string) (string, error) {
+	if v == nil || strings.TrimSpace(*v) == "" {
+		return "", mesh.Errorf(mesh.CodeBadRequest, "content is required")
+	}
+	if len(*v) > s.cfg.MaxContentBytes {
+		return "", mesh.Errorf(mesh.CodePayloadTooLarge, "content is larger than %d bytes", s.cfg.MaxContentBytes).
+			WithDetails(map[string]any{"maxBytes": s.cfg.MaxContentBytes})
+	}
+	if !utf8.ValidString(*v) {
+		return "", mesh.Errorf(mesh.CodeBadRequest, "content must be UTF-8")
+	}
+	return *v, nil
+}
+
+func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
+	room, err := roomParam(c)
+	if err != nil {
+		return nil, err
+	}
+	var in messageInput
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	content, err := s.content(in.Content)
+	if err != nil {
+		return nil, err
+	}
+	m := mesh.Message{
+		ID: newID(), RoomID: room, AuthorID: c.actor.ID, Content: content,
+		CreatedAt: mesh.TimeOf(c.now), Reactions: map[string][]string{},
+	}
+	if in.ClientMsgID != nil && *in.ClientMsgID != "" {
+		if len(*in.ClientMsgID) > mesh.MaxClientMsgIDBytes {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "clientMsgId is longer than %d bytes", mesh.MaxClientMsgIDBytes)
+		}
+		m.ClientMsgID = in.ClientMsgID
+	}
+	r, member, err := s.visibleRoom(ctx, c, room)
+	if err != nil {
+		return nil, err
+	}
+	if !member {
+		return nil, mesh.Errorf(mesh.CodeForbidden, "join the room to send messages there")
+	}
+	if r.Archived {
+		return nil, mesh.Errorf(mesh.CodeForbidden, "the room is archived")
+	}
+	if until, err := s.store.MutedUntil(ctx, room, c.actor.ID); err != nil {
+		return nil, err
+	} else if until.After(c.now) {
+		return nil, mesh.Errorf(mesh.CodeMuted, "you are muted in this room").
+			WithDetails(map[string]any{"until": mesh.TimeOf(until)})
+	}
+	if in.ThreadID != nil && *in.ThreadID != "" {
+		root, err := s.store.Message(ctx, *in.ThreadID)
+		if err != nil || root.RoomID != room || !root.VisibleTo(c.actor.ID) {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "threadId is not a message of this room")
+		}
+		if root.ThreadID != nil {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "threadId must be a thread's root message")
+		}
+		m.ThreadID = in.ThreadID
+	}
+	if in.To != nil && *in.To != "" {
+		if !s.allowed(c.actor, rbac.SendWhispers) {
+			return nil, mesh.Errorf(mesh.CodeForbidden, "your role may not send_whispers")
+		}
+		if *in.To == c.actor.ID {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "you cannot whisper to yourself")
+		}
+		ok, err := s.store.IsMember(ctx, room, *in.To)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "a whisper's addressee must be a member of the room")
+		}
+		m.To = in.To
+	}
+	msg, created, err := s.store.CreateMessage(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.messageEvent(ctx, "message", &msg, messageFrame{Type: "message", Message: &msg})
+	}
+	return msg, nil
+}
+
+// ownMessage loads a message the actor may change: its own, or another's with
+// manage_messages and a higher role than the author's.
+func (s *Service) ownMessage(ctx context.Context, c *call) (mesh.Message, error) {
+	id, err := param(c, "messageId")
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	m, err := s.store.Message(ctx, id)
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	if !m.VisibleTo(c.actor.ID) {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
+	}
+	if _, _, err := s.visibleRoom(ctx, c, m.RoomID); err != nil {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
+	}
+	if m.AuthorID == c.actor.ID {
+		return m, nil
+	}
+	if !s.allowed(c.actor, rbac.ManageMessages) {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "only the author may change this message")
+	}
+	author, err := s.store.ParticipantByID(ctx, m.AuthorID)
+	if err == nil && !rbac.Outranks(s.roles, c.actor.Role, author.Role) {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "you need a higher role than the author's")
+	}
+	return m, nil
+}
+
+func (s *Service) messagesEdit(ctx context.Context, c *call) (any, error) {
+	var in messageInput
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	content, err := s.content(in.Content)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.ownMessage(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if m.Deleted {
+		return nil, mesh.Errorf(mesh.CodeConflict, "the message was deleted")
+	}
+	m, err = s.store.EditMessage(ctx, m.ID, content, c.now)
+	if err != nil {
+		return nil, err
+	}
+	s.messageEvent(ctx, "message_edited", &m, messageFrame{Type: "message_edited", Message: &m})
+	return m, nil
+}
+
+func (s *Service) messagesDelete(ctx context.Context, c *call) (any, error) {
+	m, err := s.ownMessage(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if m.Deleted {
+		return nil, nil
+	}
+	m, err = s.store.DeleteMessage(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.messageEvent(ctx, "message_deleted", &m, messageDeletedFrame{Type: "message_deleted", RoomID: m.RoomID, MessageID: m.ID})
+	return nil, nil
+}
+
+// reactable loads a message the actor may react to: visible, in a room it is a member of,
+// not deleted.
+func (s *Service) reactable(ctx context.Context, c *call, emoji string) (mesh.Message, error) {
+	id, err := param(c, "messageId")
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	if err := validEmoji(emoji); err != nil {
+		return mesh.Message{}, err
+	}
+	m, err := s.store.Message(ctx, id)
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	if !m.VisibleTo(c.actor.ID) {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
+	}
+	_, member, err := s.visibleRoom(ctx, c, m.RoomID)
+	if err != nil {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
+	}
+	if !member {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "join the room to react there")
+	}
+	if m.Deleted {
+		return mesh.Message{}, mesh.Errorf(mesh.CodeConflict, "the message was deleted")
+	}
+	return m, nil
+}
+
+// validEmoji accepts a short string without spaces or control characters (an emoji or a
+// :shortcode:).
+func validEmoji(e string) error {
+	if e == "" || len(e) > mesh.MaxEmojiBytes || !utf8.ValidString(e) {
+		return mesh.Errorf(mesh.CodeBadRequest, "emoji must be 1 to %d bytes of UTF-8", mesh.MaxEmojiBytes)
+	}
+	for _, r := range e {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return mesh.Errorf(mesh.CodeBadRequest, "emoji must not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+func (s *Service) reactionAdd(ctx context.Context, c *call) (any, error) {
+	var in struct {
+		Emoji string `json:"emoji"`
+	}
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	m, err := s.reactable(ctx, c, in.Emoji)
+	if err != nil {
+		return nil, err
+	}
+	m, added, err := s.store.AddReaction(ctx, m.ID, in.Emoji, c.actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	if added {
+		s.messageEvent(ctx, "reaction_added", &m, reactionFrame{Type: "reaction_added", RoomID: m.RoomID, MessageID: m.ID, Emoji: in.Emoji, ParticipantID: c.actor.ID})
+	}
+	return m, nil
+}
+
+func (s *Service) reactionRemove(ctx context.Context, c *call) (any, error) {
+	emoji := c.req.Params["emoji"]
+	m, err := s.reactable(ctx, c, emoji)
+	if err != nil {
+		return nil, err
+	}
+	m, removed, err := s.store.RemoveReaction(ctx, m.ID, emoji, c.actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	if removed {
+		s.messageEvent(ctx, "reaction_removed", &m, reactionFrame{Type: "reaction_removed", RoomID: m.RoomID, MessageID: m.ID, Emoji: emoji, ParticipantID: c.actor.ID})
+	}
+	return m, nil
+}

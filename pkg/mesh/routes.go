@@ -1,0 +1,122 @@
+package mesh
+
+// Route is one REST route: the gateway serves it by sending Op to the service's stream; the
+// service checks Permission (beyond what the op itself checks, like membership or authorship).
+// This table is the single place where each route names its permission.
+type Route struct {
+	Method string
+	// Path in OpenAPI form: /api/rooms/{roomId}.
+	Path string
+	Op   string
+	// Auth: the route needs a bearer token.
+	Auth bool
+	// Permission the actor's role must hold ("" for none).
+	Permission string
+	// Mutating routes honour Idempotency-Key.
+	Mutating bool
+	Summary  string
+}
+
+// Operation names on the API stream.
+const (
+	OpSetupGet       = "setup.get"
+	OpSetupCreate    = "setup.create"
+	OpAuthRegister   = "auth.register"
+	OpAuthLogin      = "auth.login"
+	OpAuthMe         = "auth.me"
+	OpAuthLogout     = "auth.logout"
+	OpRoomsList      = "rooms.list"
+	OpRoomsCreate    = "rooms.create"
+	OpRoomsGet       = "rooms.get"
+	OpRoomsUpdate    = "rooms.update"
+	OpRoomsDelete    = "rooms.delete"
+	OpRoomsJoin      = "rooms.join"
+	OpRoomsLeave     = "rooms.leave"
+	OpRoomsMembers   = "rooms.members"
+	OpRoomsKick      = "rooms.kick"
+	OpRoomsMute      = "rooms.mute"
+	OpMessagesList   = "messages.list"
+	OpMessagesSend   = "messages.send"
+	OpMessagesEdit   = "messages.edit"
+	OpMessagesDelete = "messages.delete"
+	OpReactionsAdd   = "reactions.add"
+	OpReactionsDel   = "reactions.remove"
+	OpParticipantGet = "participants.get"
+	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
+	OpSessionOpen = "session.open"
+)
+
+// Routes is every REST route of the API service.
+var Routes = []Route{
+	{"GET", "/api/setup", OpSetupGet, false, "", false, "Whether the mesh needs setting up, and its name"},
+	{"POST", "/api/setup", OpSetupCreate, false, "", true, "Set the mesh up and create its first owner"},
+	{"POST", "/api/auth/register", OpAuthRegister, false, "", true, "Register a participant"},
+	{"POST", "/api/auth/login", OpAuthLogin, false, "", true, "Log in"},
+	{"GET", "/api/auth/me", OpAuthMe, true, "", false, "The caller"},
+	{"POST", "/api/auth/logout", OpAuthLogout, true, "", true, "Revoke the caller's token everywhere"},
+	{"GET", "/api/participants/{participantId}", OpParticipantGet, true, "", false, "A participant"},
+	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
+	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
+	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},
+	{"PATCH", "/api/rooms/{roomId}", OpRoomsUpdate, true, "edit_rooms", true, "Rename a room or change its topic (archiving needs archive_rooms)"},
+	{"DELETE", "/api/rooms/{roomId}", OpRoomsDelete, true, "delete_rooms", true, "Delete a room"},
+	{"POST", "/api/rooms/{roomId}/join", OpRoomsJoin, true, "join_rooms", true, "Join a room"},
+	{"POST", "/api/rooms/{roomId}/leave", OpRoomsLeave, true, "", true, "Leave a room"},
+	{"GET", "/api/rooms/{roomId}/members", OpRoomsMembers, true, "view_rooms", false, "A room's members"},
+	{"GET", "/api/rooms/{roomId}/messages", OpMessagesList, true, "view_rooms", false, "A room's messages in seq order"},
+	{"POST", "/api/rooms/{roomId}/messages", OpMessagesSend, true, "send_messages", true, "Send a message"},
+	{"PATCH", "/api/messages/{messageId}", OpMessagesEdit, true, "", true, "Edit a message (others' need manage_messages)"},
+	{"DELETE", "/api/messages/{messageId}", OpMessagesDelete, true, "", true, "Delete a message (others' need manage_messages)"},
+	{"POST", "/api/messages/{messageId}/reactions", OpReactionsAdd, true, "add_reactions", true, "React to a message"},
+	{"DELETE", "/api/messages/{messageId}/reactions/{emoji}", OpReactionsDel, true, "add_reactions", true, "Remove one's reaction"},
+	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},
+	{"POST", "/api/rooms/{roomId}/mute", OpRoomsMute, true, "mute_members", true, "Mute a participant in a room"},
+}
+
+// Services a WebSocket event is sent to.
+const (
+	ServiceAPI   = "api"
+	ServiceWorld = "world"
+)
+
+// WSEvent is one client-to-server WebSocket event: the gateway validates Required fields,
+// copies Params from the frame, and sends Op to Service.
+type WSEvent struct {
+	Type       string
+	Service    string
+	Op         string
+	Params     []string
+	Required   []string
+	Permission string
+}
+
+// WSEvents are the twelve client events ("authenticate" is handled by the gateway itself,
+// through OpSessionOpen).
+var WSEvents = []WSEvent{
+	{"authenticate", ServiceAPI, OpSessionOpen, nil, []string{"token"}, ""},
+	{"join_room", ServiceAPI, OpRoomsJoin, []string{"roomId"}, []string{"roomId"}, "join_rooms"},
+	{"leave_room", ServiceAPI, OpRoomsLeave, []string{"roomId"}, []string{"roomId"}, ""},
+	{"send_message", ServiceAPI, OpMessagesSend, []string{"roomId"}, []string{"roomId", "content"}, "send_messages"},
+	{"edit_message", ServiceAPI, OpMessagesEdit, []string{"messageId"}, []string{"messageId", "content"}, ""},
+	{"delete_message", ServiceAPI, OpMessagesDelete, []string{"messageId"}, []string{"messageId"}, ""},
+	{"add_reaction", ServiceAPI, OpReactionsAdd, []string{"messageId"}, []string{"messageId", "emoji"}, "add_reactions"},
+	{"remove_reaction", ServiceAPI, OpReactionsDel, []string{"messageId", "emoji"}, []string{"messageId", "emoji"}, "add_reactions"},
+	{"typing", ServiceWorld, WorldTyping, []string{"roomId"}, []string{"roomId", "isTyping"}, ""},
+	{"move", ServiceWorld, WorldMove, []string{"roomId"}, []string{"roomId", "x", "y"}, ""},
+	{"kick", ServiceAPI, OpRoomsKick, []string{"roomId"}, []string{"roomId", "participantId"}, "kick_members"},
+	{"mute", ServiceAPI, OpRoomsMute, []string{"roomId"}, []string{"roomId", "participantId", "durationSeconds"}, "mute_members"},
+}
+
+// SessionOpenResult answers OpSessionOpen: the participant and what its snapshot needs from
+// the store (presence and positions come from the world).
+type SessionOpenResult struct {
+	Participant  Participant    `json:"participant"`
+	Rooms        []SnapshotRoom `json:"rooms"`
+	Participants []Participant  `json:"participants"`
+}
+
+// SnapshotRoom is a room with its member ids, as the snapshot frame carries it.
+type SnapshotRoom struct {
+	Room
+	Members []string `json:"members"`
+}
