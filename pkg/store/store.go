@@ -45,20 +45,26 @@ type ParticipantUpdate struct {
 
 // Participants are the accounts of the mesh.
 type Participants interface {
-	// CreateParticipant stores a (ID, Email lower-cased by the caller, CreatedAt set). A taken
-	// email is CodeConflict. It returns the account as stored (its role may be owner, see mode).
+	// CreateParticipant stores a (ID, Email lower-cased by the caller, CreatedAt set). Emails
+	// are compared case-insensitively (implementations lower-case them too); an empty email
+	// is no email (bots) and never conflicts. A taken email is CodeConflict. It returns the
+	// account as stored (its role may be owner, see mode).
 	CreateParticipant(ctx context.Context, a Account, mode FirstMode) (Account, error)
+	// ParticipantByID is CodeNotFound for an unknown id.
 	ParticipantByID(ctx context.Context, id string) (Account, error)
-	// ParticipantByEmail matches case-insensitively.
+	// ParticipantByEmail matches case-insensitively; CodeNotFound if none (or email is empty).
 	ParticipantByEmail(ctx context.Context, email string) (Account, error)
 	// ParticipantsByIDs returns the accounts that exist among ids, in no particular order.
 	ParticipantsByIDs(ctx context.Context, ids []string) ([]Account, error)
 	CountParticipants(ctx context.Context) (int, error)
+	// UpdateParticipant returns the account as stored; CodeNotFound for an unknown id.
 	UpdateParticipant(ctx context.Context, id string, u ParticipantUpdate) (Account, error)
 }
 
 // RoomQuery selects the rooms a viewer may see: every public room and the private rooms the
-// viewer is a member of, ordered by ID, after the cursor After, at most Limit.
+// viewer is a member of, ordered by ID, after the cursor After (an ID; empty for the start),
+// at most Limit (0 means mesh.DefaultListLimit; capped at mesh.MaxListLimit). Archived rooms
+// are included. Each room comes with its MemberCount.
 type RoomQuery struct {
 	Viewer string
 	After  string
@@ -74,13 +80,18 @@ type RoomUpdate struct {
 	Archived *bool
 }
 
-// Rooms are rooms and their membership.
+// Rooms are rooms and their membership. For an unknown room, Room and the methods that change
+// a room (UpdateRoom, DeleteRoom, AddMember, RemoveMember, SetMute) are CodeNotFound; the
+// reads of what a room holds (IsMember, Members, MutedUntil) answer empty, without error.
+// Membership is not checked against Participants.
 type Rooms interface {
-	// CreateRoom stores r and makes r.CreatedBy its first member, atomically.
+	// CreateRoom stores r and makes r.CreatedBy its first member (none if it is empty),
+	// atomically. It returns the room as stored, with its MemberCount.
 	CreateRoom(ctx context.Context, r mesh.Room) (mesh.Room, error)
 	// Room returns the room with its MemberCount.
 	Room(ctx context.Context, id string) (mesh.Room, error)
 	ListRooms(ctx context.Context, q RoomQuery) ([]mesh.Room, error)
+	// UpdateRoom returns the room as stored, with its MemberCount.
 	UpdateRoom(ctx context.Context, id string, u RoomUpdate) (mesh.Room, error)
 	// DeleteRoom removes the room, its memberships, messages and reactions.
 	DeleteRoom(ctx context.Context, id string) error
@@ -91,18 +102,26 @@ type Rooms interface {
 	IsMember(ctx context.Context, roomID, participantID string) (bool, error)
 	// Members lists the room's member ids in the order they joined.
 	Members(ctx context.Context, roomID string) ([]string, error)
-	// RoomsOf lists the ids of the rooms the participant is a member of.
+	// RoomsOf lists the ids of the rooms the participant is a member of, ordered by id.
 	RoomsOf(ctx context.Context, participantID string) ([]string, error)
-	// SetMute mutes the participant in the room until the given time (a past time unmutes).
+	// SetMute mutes the participant in the room until the given time, at millisecond
+	// precision (a past or zero time unmutes). A mute outlives membership: leaving the room
+	// and joining again does not end it.
 	SetMute(ctx context.Context, roomID, participantID string, until time.Time) error
-	// MutedUntil is the end of the participant's mute in the room (zero if none).
+	// MutedUntil is the end of the participant's mute in the room (zero if none, or if it has
+	// ended).
 	MutedUntil(ctx context.Context, roomID, participantID string) (time.Time, error)
 }
 
-// MessageQuery selects a room's messages in seq order. With After, the first Limit messages
-// after that seq; with Before, the last Limit messages before it; with neither, the last Limit
-// messages. Both may be set (a window). Whispers are returned only when Viewer is their author
-// or addressee. ThreadID keeps the thread's root and its replies.
+// MessageQuery selects a room's messages; results are always in ascending seq order. With
+// After, the first Limit messages after that seq; with Before, the last Limit messages before
+// it; with neither, the last Limit messages. Both may be set (a window): the first Limit
+// messages after After and before Before. Zero After or Before is unset. Limit 0 means
+// mesh.DefaultListLimit; it is capped at mesh.MaxListLimit. Whispers are returned only when
+// Viewer is their author or addressee (an empty Viewer sees none), and Limit counts only what
+// Viewer may see. ThreadID keeps the thread's root (the message whose ID is ThreadID) and its
+// replies. Deleted messages are returned (deleted, empty), so seqs stay gap-free. An unknown
+// room has no messages.
 type MessageQuery struct {
 	RoomID   string
 	Viewer   string
@@ -118,24 +137,36 @@ type Messages interface {
 	// CreatedAt set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
 	// with no gap and no repeat even under concurrent writers. If m.ClientMsgID is set and the
 	// author already sent it in this room, nothing is stored and the first message is returned
-	// with created false.
+	// with created false. An unknown room is CodeNotFound.
 	CreateMessage(ctx context.Context, m mesh.Message) (msg mesh.Message, created bool, err error)
-	// Message returns the message with its reactions.
+	// Message returns the message with its reactions. Every method returning a message fills
+	// Reactions (never nil): per emoji, the ids of who reacted in the order they reacted; an
+	// emoji nobody holds any more is absent. An unknown message is CodeNotFound.
 	Message(ctx context.Context, id string) (mesh.Message, error)
 	ListMessages(ctx context.Context, q MessageQuery) ([]mesh.Message, error)
+	// EditMessage replaces the content and sets EditedAt to at. A deleted message cannot be
+	// edited (CodeNotFound).
 	EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error)
 	// DeleteMessage keeps id and seq, sets deleted and empties the content; reactions go.
+	// Deleting a deleted message is not an error.
 	DeleteMessage(ctx context.Context, id string) (mesh.Message, error)
-	// AddReaction reports whether the reaction is new; the message comes back updated.
+	// AddReaction reports whether the reaction is new; the message comes back updated. A
+	// deleted message takes no reactions (CodeNotFound).
 	AddReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
+	// RemoveReaction reports whether the reaction was there; the message comes back updated.
 	RemoveReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
-	// LastSeq is the room's highest seq (0 for none).
+	// LastSeq is the room's highest seq (0 for none, or for an unknown room). Deleted
+	// messages keep their seq, so it never goes down while the room exists.
 	LastSeq(ctx context.Context, roomID string) (int64, error)
 }
 
 // Tokens records revoked tokens until they expire.
 type Tokens interface {
+	// RevokeToken records the token as revoked until expires (the token's own expiry). After
+	// that the record may be purged, as the token is refused for its expiry anyway; a zero
+	// expires keeps it for ever. Revoking again is not an error.
 	RevokeToken(ctx context.Context, tokenID, participantID string, expires time.Time) error
+	// IsRevoked reports whether the token is recorded as revoked.
 	IsRevoked(ctx context.Context, tokenID string) (bool, error)
 }
 
@@ -152,7 +183,8 @@ type Settings interface {
 // Idempotency remembers results so that retried requests change nothing.
 type Idempotency interface {
 	// SaveResult stores result under (scope, key) unless something is stored there already,
-	// and returns what is stored (so concurrent savers agree on one result).
+	// and returns what is stored (so concurrent savers agree on one result). A nil result is
+	// stored as an empty one.
 	SaveResult(ctx context.Context, scope, key string, result []byte) ([]byte, error)
 	// Result returns the stored result, and whether there is one.
 	Result(ctx context.Context, scope, key string) ([]byte, bool, error)

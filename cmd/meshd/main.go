@@ -1,0 +1,264 @@
+// Command meshd is The Mesh's only server binary.
+//
+//	meshd                 every service in one process (SQLite, in-process bus, port 4000)
+//	meshd gateway         one gateway        (REDIS_URL, MESH_JWT_SECRET)
+//	meshd api             one API worker     (REDIS_URL, MESH_JWT_SECRET, MESH_DB_PATH)
+//	meshd world           one world replica  (REDIS_URL)
+//	meshd bots | proxy    the bot service, the model proxy (REDIS_URL)
+//
+// Configuration is read from the environment (see README.md, "Configuration"). This is the
+// only place that picks implementations: openBus and openStore.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/themesh/mesh/apisvc"
+	"github.com/themesh/mesh/botsvc"
+	"github.com/themesh/mesh/gateway"
+	"github.com/themesh/mesh/pkg/auth"
+	"github.com/themesh/mesh/pkg/bus"
+	"github.com/themesh/mesh/pkg/bus/membus"
+	"github.com/themesh/mesh/pkg/bus/redisbus"
+	"github.com/themesh/mesh/pkg/store"
+	"github.com/themesh/mesh/pkg/store/sqlite"
+	"github.com/themesh/mesh/proxysvc"
+	"github.com/themesh/mesh/web"
+	"github.com/themesh/mesh/worldsvc"
+)
+
+// roles maps a command-line role to the services it runs.
+var roles = map[string][]string{
+	"":        {"gateway", "api", "world", "bots", "proxy"},
+	"all":     {"gateway", "api", "world", "bots", "proxy"},
+	"gateway": {"gateway"},
+	"api":     {"api"},
+	"world":   {"world"},
+	"bots":    {"bots"},
+	"proxy":   {"proxy"},
+}
+
+func main() {
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: meshd [all|gateway|api|world|bots|proxy]\n\nConfiguration comes from the environment; see README.md.\n")
+	}
+	flag.Parse()
+	role := flag.Arg(0)
+	if _, ok := roles[role]; !ok || flag.NArg() > 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "meshd:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, role, cfg, log); err != nil {
+		log.Error("meshd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// run runs the role's services until ctx is done, then stops them in order: the gateway
+// drains first (no new work, in-flight requests finish, sockets close with 1001), then the
+// services behind it finish their in-flight commands, then the bus and the store close.
+func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
+	services := map[string]bool{}
+	for _, s := range roles[role] {
+		services[s] = true
+	}
+	allInOne := len(services) > 1
+	if !allInOne && cfg.RedisURL == "" {
+		return fmt.Errorf("meshd %s needs REDIS_URL: the services of a cluster meet through Redis", role)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	b, err := openBus(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	var st store.Store
+	if services["api"] {
+		if st, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+	secret, err := jwtSecret(ctx, cfg, st, services)
+	if err != nil {
+		return err
+	}
+
+	svcCtx, stopServices := context.WithCancel(context.Background())
+	defer stopServices()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(svcCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	if services["api"] {
+		api, err := apisvc.New(apisvc.Config{
+			JWTSecret: secret, TokenTTL: cfg.TokenTTL, BcryptCost: cfg.BcryptCost,
+			MaxContentBytes: cfg.MaxContentBytes, RegistrationsPerMinute: cfg.RegistrationsPerMinute,
+			FailedLoginsPerMinute: cfg.FailedLoginsPerMinute, Concurrency: cfg.APIConcurrency,
+		}, apisvc.Deps{Bus: b, Store: st, Metrics: reg, Logger: log})
+		if err != nil {
+			return err
+		}
+		start("api", api.Run)
+	}
+	if services["world"] {
+		world, err := worldsvc.New(worldsvc.Config{}, worldsvc.Deps{Bus: b, Metrics: reg, Logger: log})
+		if err != nil {
+			return err
+		}
+		start("world", world.Run)
+	}
+	if services["bots"] {
+		bots, err := botsvc.New(botsvc.Config{}, botsvc.Deps{Bus: b, Logger: log})
+		if err != nil {
+			return err
+		}
+		start("bots", bots.Run)
+	}
+	if services["proxy"] {
+		proxy, err := proxysvc.New(proxysvc.Config{}, proxysvc.Deps{Bus: b, Logger: log})
+		if err != nil {
+			return err
+		}
+		start("proxy", proxy.Run)
+	}
+
+	if services["gateway"] {
+		var ready []gateway.Check
+		if st != nil {
+			ready = append(ready, st.Ping)
+		}
+		gw, err := gateway.New(gateway.Config{
+			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
+			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
+			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
+			AuthTimeout: cfg.AuthTimeout, ShutdownTimeout: cfg.ShutdownTimeout,
+			Web: web.Files(),
+		}, gateway.Deps{Bus: b, Metrics: reg, Gatherer: reg, Logger: log, Ready: ready})
+		if err != nil {
+			return err
+		}
+		gwErr := make(chan error, 1)
+		go func() { gwErr <- gw.Run(ctx, nil) }()
+		select {
+		case err = <-gwErr:
+		case err = <-errs:
+			stop := make(chan struct{})
+			go func() { <-gwErr; close(stop) }()
+			<-stop
+		}
+		if err != nil {
+			stopServices()
+			wg.Wait()
+			return err
+		}
+	} else {
+		select {
+		case <-ctx.Done():
+		case err = <-errs:
+		}
+	}
+	log.Info("stopping services")
+	stopServices()
+	wg.Wait()
+	return err
+}
+
+func openBus(ctx context.Context, cfg config, log *slog.Logger) (bus.Bus, error) {
+	if cfg.RedisURL == "" {
+		return membus.New(membus.Options{Logger: log}), nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	client := redis.NewClient(opts)
+	b, err := redisbus.New(client, redisbus.Options{Prefix: cfg.RedisPrefix, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.Ping(pctx); err != nil {
+		log.Warn("redis is not answering yet; continuing, and retrying in the background", "err", err)
+	}
+	return b, nil
+}
+
+func openStore(ctx context.Context, cfg config) (store.Store, error) {
+	if cfg.MongoURI != "" {
+		return nil, errors.New("MONGODB_URI: the MongoDB store is not built yet; unset it to use SQLite")
+	}
+	st, err := sqlite.Open(ctx, cfg.DBPath, sqlite.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", cfg.DBPath, err)
+	}
+	return st, nil
+}
+
+// jwtSecret is MESH_JWT_SECRET, or (where the store is at hand) one generated on the first
+// run and kept in the store, so that a restart logs no one out.
+func jwtSecret(ctx context.Context, cfg config, st store.Store, services map[string]bool) ([]byte, error) {
+	if cfg.JWTSecret != "" {
+		if len(cfg.JWTSecret) < auth.MinSecretBytes {
+			return nil, fmt.Errorf("MESH_JWT_SECRET must be at least %d characters", auth.MinSecretBytes)
+		}
+		return []byte(cfg.JWTSecret), nil
+	}
+	if !services["gateway"] && !services["api"] {
+		return nil, nil
+	}
+	if st == nil {
+		return nil, errors.New("MESH_JWT_SECRET is required for a gateway that runs apart from the API service")
+	}
+	gen, err := auth.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	s, err := st.SetSettingIfAbsent(ctx, "jwt_secret", gen)
+	if err != nil {
+		return nil, fmt.Errorf("keep the JWT secret: %w", err)
+	}
+	return []byte(s), nil
+}

@@ -1,0 +1,590 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mt "github.com/themesh/mesh/internal/meshtest"
+)
+
+type M = mt.M
+
+// runSuite drives the contract of PROTOCOL.md ("Setup and auth", "Rooms and messages",
+// "WebSocket") against a running mesh with several clients.
+func runSuite(t *testing.T, m *mesh) {
+	c := mt.NewClient(m.base)
+
+	// Setup: the first participant is the owner.
+	setup := c.Must(t, 200, "GET", "/api/setup", "", nil)
+	if setup["needsSetup"] != true {
+		t.Fatalf("a fresh mesh needs setup: %v", setup)
+	}
+	res := c.Must(t, 201, "POST", "/api/setup", "", M{"meshName": "Test Mesh", "email": "Owner@Example.com", "password": "password-123", "displayName": "Owner"})
+	owner := mt.User{ID: res["participant"].(M)["id"].(string), Token: res["token"].(string), Email: "owner@example.com", Name: "Owner"}
+	if role := res["participant"].(M)["role"]; role != "owner" {
+		t.Fatalf("first participant's role = %v, want owner", role)
+	}
+	if got := c.Must(t, 200, "GET", "/api/setup", "", nil); got["needsSetup"] != false || got["meshName"] != "Test Mesh" {
+		t.Fatalf("after setup: %v", got)
+	}
+	if r := c.Do(t, "POST", "/api/setup", "", M{"meshName": "x", "email": "x@example.com", "password": "password-123", "displayName": "X"}); r.Status != 409 || r.ErrorCode() != "conflict" {
+		t.Fatalf("second setup: %d %s", r.Status, r.Body)
+	}
+
+	t.Run("auth", func(t *testing.T) { testAuth(t, c, owner) })
+	t.Run("rooms", func(t *testing.T) { testRooms(t, c, owner) })
+	t.Run("messages", func(t *testing.T) { testMessages(t, c, m.base, owner) })
+	t.Run("whispers", func(t *testing.T) { testWhispers(t, c, m.base) })
+	t.Run("websocket frames", func(t *testing.T) { testFrames(t, c, m.base) })
+	t.Run("presence typing positions", func(t *testing.T) { testLive(t, c, m.base) })
+	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m.base, owner) })
+	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m.base) })
+	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m.base) })
+}
+
+func testAuth(t *testing.T, c *mt.Client, owner mt.User) {
+	alice := c.Register(t, "Alice")
+	me := c.Must(t, 200, "GET", "/api/auth/me", alice.Token, nil)
+	if me["role"] != "member" || me["email"] != alice.Email || me["isAgent"] != false || me["id"] != alice.ID {
+		t.Fatalf("me = %v", me)
+	}
+	for _, f := range []string{"displayName", "ownerId", "did", "status", "createdAt"} {
+		if _, ok := me[f]; !ok {
+			t.Errorf("participant lacks %q: %v", f, me)
+		}
+	}
+	if ts, _ := me["createdAt"].(string); len(ts) != len("2006-01-02T15:04:05.000Z") || !strings.HasSuffix(ts, "Z") {
+		t.Errorf("createdAt %q is not RFC 3339 UTC with milliseconds", ts)
+	}
+	tests := []struct {
+		name, path string
+		body       any
+		status     int
+		code       string
+	}{
+		{"taken email, other case", "/api/auth/register", M{"email": strings.ToUpper(alice.Email), "password": "password-123", "displayName": "A2"}, 409, "conflict"},
+		{"short password", "/api/auth/register", M{"email": "short@example.com", "password": "short", "displayName": "S"}, 400, "bad_request"},
+		{"bad email", "/api/auth/register", M{"email": "not-an-email", "password": "password-123", "displayName": "S"}, 400, "bad_request"},
+		{"no name", "/api/auth/register", M{"email": "noname@example.com", "password": "password-123"}, 400, "bad_request"},
+		{"not json", "/api/auth/register", []byte("{nope"), 400, "bad_request"},
+		{"wrong password", "/api/auth/login", M{"email": alice.Email, "password": "wrong-password"}, 401, "invalid_credentials"},
+		{"unknown email", "/api/auth/login", M{"email": "nobody@example.com", "password": "password-123"}, 401, "invalid_credentials"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.Do(t, "POST", tt.path, "", tt.body)
+			if r.Status != tt.status || r.ErrorCode() != tt.code {
+				t.Fatalf("status %d code %q, want %d %q: %s", r.Status, r.ErrorCode(), tt.status, tt.code, r.Body)
+			}
+			if msg, _ := r.JSON()["error"].(M)["message"].(string); msg == "" {
+				t.Fatalf("error without message: %s", r.Body)
+			}
+		})
+	}
+	login := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": strings.ToUpper(alice.Email), "password": "password-123"})
+	if login["participant"].(M)["id"] != alice.ID || login["token"] == "" {
+		t.Fatalf("login = %v", login)
+	}
+	for _, tok := range []string{"", "garbage", alice.Token[:len(alice.Token)-3] + "abc"} {
+		if r := c.Do(t, "GET", "/api/auth/me", tok, nil); r.Status != 401 || r.ErrorCode() != "unauthorized" {
+			t.Fatalf("me with token %q: %d %s", tok, r.Status, r.Body)
+		}
+	}
+	// Another participant's email is not shown; one's own is.
+	p := c.Must(t, 200, "GET", "/api/participants/"+owner.ID, alice.Token, nil)
+	if _, has := p["email"]; has || p["role"] != "owner" {
+		t.Fatalf("owner as alice sees it: %v", p)
+	}
+	// Idempotency-Key: a repeated registration returns the first result.
+	body := M{"email": "idem@example.com", "password": "password-123", "displayName": "Idem"}
+	r1 := c.Do(t, "POST", "/api/auth/register", "", body, "Idempotency-Key", "k-1")
+	r2 := c.Do(t, "POST", "/api/auth/register", "", body, "Idempotency-Key", "k-1")
+	if r1.Status != 201 || r2.Status != 201 || r1.JSON()["participant"].(M)["id"] != r2.JSON()["participant"].(M)["id"] {
+		t.Fatalf("idempotent register: %d %s / %d %s", r1.Status, r1.Body, r2.Status, r2.Body)
+	}
+	// Bodies over the limit are refused.
+	big := []byte(`{"email":"` + strings.Repeat("a", 1<<20) + `"}`)
+	if r := c.Do(t, "POST", "/api/auth/login", "", big); r.Status != 413 || r.ErrorCode() != "payload_too_large" {
+		t.Fatalf("1 MiB body: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "GET", "/api/nothing-here", alice.Token, nil); r.Status != 404 || r.ErrorCode() != "not_found" {
+		t.Fatalf("unknown route: %d %s", r.Status, r.Body)
+	}
+}
+
+func testRooms(t *testing.T, c *mt.Client, owner mt.User) {
+	bob := c.Register(t, "Bob")
+	carol := c.Register(t, "Carol")
+	room := c.Must(t, 201, "POST", "/api/rooms", bob.Token, M{"name": "General", "topic": "all things"})
+	id := room["id"].(string)
+	if room["name"] != "General" || room["private"] != false || room["archived"] != false || room["createdBy"] != bob.ID || room["memberCount"] != 1.0 {
+		t.Fatalf("room = %v", room)
+	}
+	if r := c.Do(t, "POST", "/api/rooms", bob.Token, M{"name": "  "}); r.Status != 400 {
+		t.Fatalf("blank name: %d", r.Status)
+	}
+	joined := c.Must(t, 200, "POST", "/api/rooms/"+id+"/join", carol.Token, nil)
+	if joined["memberCount"] != 2.0 {
+		t.Fatalf("after join: %v", joined)
+	}
+	members := c.Must(t, 200, "GET", "/api/rooms/"+id+"/members", bob.Token, nil)["items"].([]any)
+	if len(members) != 2 {
+		t.Fatalf("members = %v", members)
+	}
+	upd := c.Must(t, 200, "PATCH", "/api/rooms/"+id, owner.Token, M{"topic": "new topic"})
+	if upd["topic"] != "new topic" {
+		t.Fatalf("patched = %v", upd)
+	}
+	if r := c.Do(t, "PATCH", "/api/rooms/"+id, bob.Token, M{"topic": "mine"}); r.Status != 403 || r.ErrorCode() != "forbidden" {
+		t.Fatalf("member edits room: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "POST", "/api/rooms/"+id+"/leave", carol.Token, nil); r.Status != 204 {
+		t.Fatalf("leave: %d %s", r.Status, r.Body)
+	}
+	if got := c.Must(t, 200, "GET", "/api/rooms/"+id, carol.Token, nil); got["memberCount"] != 1.0 {
+		t.Fatalf("after leave: %v", got)
+	}
+
+	// A private room is invisible to non-members on every route.
+	priv := c.Must(t, 201, "POST", "/api/rooms", bob.Token, M{"name": "Secret Plans", "private": true})
+	pid := priv["id"].(string)
+	list := c.Do(t, "GET", "/api/rooms", carol.Token, nil)
+	if strings.Contains(string(list.Body), "Secret Plans") || strings.Contains(string(list.Body), pid) {
+		t.Fatalf("private room listed for a non-member: %s", list.Body)
+	}
+	for _, path := range []string{"/api/rooms/" + pid, "/api/rooms/" + pid + "/messages", "/api/rooms/" + pid + "/members"} {
+		r := c.Do(t, "GET", path, carol.Token, nil)
+		if r.Status != 404 || strings.Contains(string(r.Body), "Secret") {
+			t.Fatalf("GET %s as non-member: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if r := c.Do(t, "POST", "/api/rooms/"+pid+"/join", carol.Token, nil); r.Status != 404 {
+		t.Fatalf("join private: %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(string(c.Do(t, "GET", "/api/rooms", bob.Token, nil).Body), "Secret Plans") {
+		t.Fatal("private room not listed for its member")
+	}
+	// Paging: limit and nextCursor.
+	for i := 0; i < 3; i++ {
+		c.Must(t, 201, "POST", "/api/rooms", bob.Token, M{"name": fmt.Sprintf("page %d", i)})
+	}
+	var seen []string
+	cursor := ""
+	for i := 0; i < 20; i++ {
+		page := c.Must(t, 200, "GET", "/api/rooms?limit=2&cursor="+cursor, bob.Token, nil)
+		for _, r := range page["items"].([]any) {
+			seen = append(seen, r.(M)["id"].(string))
+		}
+		next, _ := page["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	all := c.Must(t, 200, "GET", "/api/rooms?limit=200", bob.Token, nil)["items"].([]any)
+	if len(seen) != len(all) || len(all) < 5 {
+		t.Fatalf("paged %d rooms, listed %d", len(seen), len(all))
+	}
+	if r := c.Do(t, "DELETE", "/api/rooms/"+id, bob.Token, nil); r.Status != 403 {
+		t.Fatalf("member deletes room: %d", r.Status)
+	}
+	if r := c.Do(t, "DELETE", "/api/rooms/"+id, owner.Token, nil); r.Status != 204 {
+		t.Fatalf("owner deletes room: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "GET", "/api/rooms/"+id, bob.Token, nil); r.Status != 404 {
+		t.Fatalf("deleted room: %d", r.Status)
+	}
+}
+
+// newRoom makes a room of creator's that the others join.
+func newRoom(t *testing.T, c *mt.Client, creator mt.User, others ...mt.User) string {
+	t.Helper()
+	id := c.Must(t, 201, "POST", "/api/rooms", creator.Token, M{"name": "room " + t.Name()})["id"].(string)
+	for _, u := range others {
+		c.Must(t, 200, "POST", "/api/rooms/"+id+"/join", u.Token, nil)
+	}
+	return id
+}
+
+func testMessages(t *testing.T, c *mt.Client, base string, owner mt.User) {
+	dan := c.Register(t, "Dan")
+	eve := c.Register(t, "Eve")
+	room := newRoom(t, c, dan, eve)
+	wd, snap := mt.Connect(t, base, dan.Token)
+	we, _ := mt.Connect(t, base, eve.Token)
+	rooms := snap["rooms"].([]any)
+	if len(rooms) != 1 || rooms[0].(M)["id"] != room || len(rooms[0].(M)["members"].([]any)) != 2 {
+		t.Fatalf("snapshot rooms = %v", rooms)
+	}
+
+	// Over WebSocket: ack with messageId and seq; both sockets get the message.
+	ack := wd.Ack(t, M{"type": "send_message", "roomId": room, "content": "hello", "clientMsgId": "c-1"})
+	if ack["seq"] != 1.0 || ack["messageId"] == "" {
+		t.Fatalf("ack = %v", ack)
+	}
+	for _, w := range []*mt.WS{wd, we} {
+		msg := w.Expect(t, "message")["message"].(M)
+		if msg["content"] != "hello" || msg["seq"] != 1.0 || msg["authorId"] != dan.ID || msg["clientMsgId"] != "c-1" || msg["deleted"] != false {
+			t.Fatalf("message = %v", msg)
+		}
+		if r, ok := msg["reactions"].(M); !ok || len(r) != 0 {
+			t.Fatalf("reactions = %v", msg["reactions"])
+		}
+	}
+	// The same clientMsgId again: the first message back, nothing new stored or broadcast.
+	again := wd.Ack(t, M{"type": "send_message", "roomId": room, "content": "hello again", "clientMsgId": "c-1"})
+	if again["messageId"] != ack["messageId"] || again["seq"] != 1.0 {
+		t.Fatalf("repeat ack = %v", again)
+	}
+	we.Quiet(t, "message", 200*time.Millisecond)
+	// Over REST: same effects.
+	rest := c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", eve.Token, M{"content": "from rest"})
+	if rest["seq"] != 2.0 {
+		t.Fatalf("rest message = %v", rest)
+	}
+	if got := wd.Expect(t, "message")["message"].(M); got["id"] != rest["id"] {
+		t.Fatalf("socket got %v", got)
+	}
+	// Threads.
+	root := ack["messageId"].(string)
+	reply := wd.Ack(t, M{"type": "send_message", "roomId": room, "content": "in thread", "threadId": root})
+	if reply["seq"] != 3.0 {
+		t.Fatalf("thread reply ack = %v", reply)
+	}
+	thread := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?threadId="+root, eve.Token, nil)["items"].([]any)
+	if len(thread) != 2 || thread[1].(M)["threadId"] != root {
+		t.Fatalf("thread = %v", thread)
+	}
+	if e := wd.Request(t, M{"type": "send_message", "roomId": room, "content": "x", "threadId": "nope"}); e["code"] != "bad_request" {
+		t.Fatalf("bad threadId: %v", e)
+	}
+	// Edits, reactions, deletes reach the room.
+	edited := wd.Ack(t, M{"type": "edit_message", "messageId": root, "content": "hello, edited"})
+	if edited["messageId"] != root {
+		t.Fatalf("edit ack = %v", edited)
+	}
+	if m := we.Expect(t, "message_edited")["message"].(M); m["content"] != "hello, edited" || m["editedAt"] == nil {
+		t.Fatalf("edited = %v", m)
+	}
+	if e := we.Request(t, M{"type": "edit_message", "messageId": root, "content": "not mine"}); e["code"] != "forbidden" {
+		t.Fatalf("editing another's message: %v", e)
+	}
+	we.Ack(t, M{"type": "add_reaction", "messageId": root, "emoji": "👍"})
+	if r := wd.Expect(t, "reaction_added"); r["emoji"] != "👍" || r["participantId"] != eve.ID || r["messageId"] != root || r["roomId"] != room {
+		t.Fatalf("reaction_added = %v", r)
+	}
+	withReaction := c.Must(t, 200, "POST", "/api/messages/"+root+"/reactions", dan.Token, M{"emoji": "👍"})
+	if got := withReaction["reactions"].(M)["👍"].([]any); len(got) != 2 || got[0] != eve.ID {
+		t.Fatalf("reactions = %v", withReaction["reactions"])
+	}
+	after := c.Must(t, 200, "DELETE", "/api/messages/"+root+"/reactions/%F0%9F%91%8D", eve.Token, nil)
+	if got := after["reactions"].(M)["👍"].([]any); len(got) != 1 || got[0] != dan.ID {
+		t.Fatalf("after removal = %v", after["reactions"])
+	}
+	if r := wd.Expect(t, "reaction_removed"); r["participantId"] != eve.ID {
+		t.Fatalf("reaction_removed = %v", r)
+	}
+	we.Ack(t, M{"type": "delete_message", "messageId": rest["id"]})
+	if e := we.Request(t, M{"type": "delete_message", "messageId": reply["messageId"]}); e["code"] != "forbidden" {
+		t.Fatalf("deleting another's message: %v", e)
+	}
+	c.Must(t, 204, "DELETE", "/api/messages/"+rest["id"].(string), owner.Token, nil) // already deleted: fine
+	if d := wd.Expect(t, "message_deleted"); d["messageId"] != rest["id"] || d["roomId"] != room {
+		t.Fatalf("message_deleted = %v", d)
+	}
+	// History: seq order, after/before/limit, deleted messages keep id and seq.
+	for i := 0; i < 7; i++ {
+		c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", dan.Token, M{"content": fmt.Sprintf("n%d", i)})
+	}
+	all := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?limit=200", eve.Token, nil)["items"].([]any)
+	if len(all) != 10 {
+		t.Fatalf("history has %d messages, want 10", len(all))
+	}
+	for i, m := range all {
+		if m.(M)["seq"] != float64(i+1) {
+			t.Fatalf("history[%d].seq = %v", i, m.(M)["seq"])
+		}
+	}
+	if del := all[1].(M); del["deleted"] != true || del["content"] != "" || del["id"] != rest["id"] {
+		t.Fatalf("deleted message = %v", del)
+	}
+	page := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?after=3&limit=4", eve.Token, nil)
+	if items := page["items"].([]any); len(items) != 4 || items[0].(M)["seq"] != 4.0 || page["nextCursor"] != "7" {
+		t.Fatalf("after=3&limit=4 = %v", page)
+	}
+	page = c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?before=5&limit=2", eve.Token, nil)
+	if items := page["items"].([]any); len(items) != 2 || items[0].(M)["seq"] != 3.0 || items[1].(M)["seq"] != 4.0 {
+		t.Fatalf("before=5&limit=2 = %v", page)
+	}
+	if r := c.Do(t, "GET", "/api/rooms/"+room+"/messages?after=x", eve.Token, nil); r.Status != 400 {
+		t.Fatalf("after=x: %d", r.Status)
+	}
+	// Content limits.
+	if e := wd.Request(t, M{"type": "send_message", "roomId": room, "content": strings.Repeat("a", 16<<10+1)}); e["code"] != "payload_too_large" {
+		t.Fatalf("16 KiB + 1 content: %v", e)
+	}
+	if ok := wd.Ack(t, M{"type": "send_message", "roomId": room, "content": strings.Repeat("a", 16<<10)}); ok["seq"] != 11.0 {
+		t.Fatalf("16 KiB content: %v", ok)
+	}
+	if r := c.Do(t, "POST", "/api/rooms/"+room+"/messages", dan.Token, M{"content": ""}); r.Status != 400 {
+		t.Fatalf("empty content: %d", r.Status)
+	}
+	// A non-member cannot send.
+	frank := c.Register(t, "Frank")
+	if r := c.Do(t, "POST", "/api/rooms/"+room+"/messages", frank.Token, M{"content": "hi"}); r.Status != 403 {
+		t.Fatalf("non-member sends: %d %s", r.Status, r.Body)
+	}
+}
+
+func testWhispers(t *testing.T, c *mt.Client, base string) {
+	a, b, x := c.Register(t, "WhisperA"), c.Register(t, "WhisperB"), c.Register(t, "Outsider")
+	room := newRoom(t, c, a, b, x)
+	wa, _ := mt.Connect(t, base, a.Token)
+	wb, _ := mt.Connect(t, base, b.Token)
+	wx, _ := mt.Connect(t, base, x.Token)
+	ack := wa.Ack(t, M{"type": "send_message", "roomId": room, "content": "psst", "to": b.ID})
+	wa.Ack(t, M{"type": "send_message", "roomId": room, "content": "public"})
+	for _, w := range []*mt.WS{wa, wb} {
+		if m := w.Expect(t, "message")["message"].(M); m["content"] != "psst" || m["to"] != b.ID {
+			t.Fatalf("whisper = %v", m)
+		}
+	}
+	if m := wx.Expect(t, "message")["message"].(M); m["content"] != "public" {
+		t.Fatalf("outsider got %v first", m)
+	}
+	hist := c.Do(t, "GET", "/api/rooms/"+room+"/messages", x.Token, nil)
+	if strings.Contains(string(hist.Body), "psst") || strings.Contains(string(hist.Body), ack["messageId"].(string)) {
+		t.Fatalf("outsider's history holds the whisper: %s", hist.Body)
+	}
+	if !strings.Contains(string(c.Do(t, "GET", "/api/rooms/"+room+"/messages", b.Token, nil).Body), "psst") {
+		t.Fatal("addressee's history lacks the whisper")
+	}
+	// Reacting to, editing or deleting a whisper one cannot see: not found.
+	if r := c.Do(t, "POST", "/api/messages/"+ack["messageId"].(string)+"/reactions", x.Token, M{"emoji": "👀"}); r.Status != 404 {
+		t.Fatalf("outsider reacts to whisper: %d", r.Status)
+	}
+	wx.Quiet(t, "reaction_added", 100*time.Millisecond)
+	wa.Ack(t, M{"type": "edit_message", "messageId": ack["messageId"], "content": "psst!"})
+	wb.Expect(t, "message_edited")
+	wx.Quiet(t, "message_edited", 300*time.Millisecond)
+}
+
+func testFrames(t *testing.T, c *mt.Client, base string) {
+	u := c.Register(t, "Framer")
+	w := mt.DialWS(t, base)
+	// Anything before authenticate: unauthorized, socket stays open.
+	if e := w.Request(t, M{"type": "send_message", "roomId": "r", "content": "x"}); e["type"] != "error" || e["code"] != "unauthorized" {
+		t.Fatalf("before auth: %v", e)
+	}
+	if e := w.Request(t, M{"type": "authenticate", "token": "bad"}); e["code"] != "unauthorized" {
+		t.Fatalf("bad token: %v", e)
+	}
+	w.Send(t, M{"type": "authenticate", "token": u.Token})
+	w.Expect(t, "auth_ok")
+	w.Expect(t, "snapshot")
+	bad := []struct {
+		frame string
+		code  string
+	}{
+		{`not json`, "bad_request"},
+		{`[1,2]`, "bad_request"},
+		{`{"type":"nope","ref":"a"}`, "bad_request"},
+		{`{"type":"send_message","ref":"b"}`, "bad_request"},
+		{`{"type":"send_message","ref":"c","roomId":5,"content":"x"}`, "bad_request"},
+		{`{"type":"move","ref":"d","roomId":"r","x":"a","y":1}`, "bad_request"},
+		{`{"type":"send_message","ref":"e","roomId":"no-such-room","content":"x"}`, "not_found"},
+	}
+	for _, b := range bad {
+		w.SendRaw(t, []byte(b.frame))
+		e := w.Expect(t, "error")
+		if e["code"] != b.code {
+			t.Fatalf("frame %s: error %v, want %s", b.frame, e, b.code)
+		}
+	}
+	// The socket stayed open through all of that.
+	if p := w.Request(t, M{"type": "ping"}); p["type"] != "pong" {
+		t.Fatalf("ping: %v", p)
+	}
+}
+
+func testLive(t *testing.T, c *mt.Client, base string) {
+	a, b := c.Register(t, "LiveA"), c.Register(t, "LiveB")
+	room := newRoom(t, c, a, b)
+	wb, _ := mt.Connect(t, base, b.Token)
+	// a's first socket: online to b; a's second socket: no new presence.
+	wa1, snap := mt.Connect(t, base, a.Token)
+	if p := wb.ExpectWhere(t, "presence", func(m M) bool { return m["participantId"] == a.ID }); p["status"] != "online" {
+		t.Fatalf("presence = %v", p)
+	}
+	var bStatus any
+	for _, p := range snap["participants"].([]any) {
+		if p.(M)["id"] == b.ID {
+			bStatus = p.(M)["status"]
+		}
+	}
+	if bStatus != "online" {
+		t.Fatalf("snapshot says b is %v", bStatus)
+	}
+	wa2, _ := mt.Connect(t, base, a.Token)
+	// Typing reaches the others, not the typer.
+	wa1.Ack(t, M{"type": "typing", "roomId": room, "isTyping": true})
+	if ty := wb.Expect(t, "typing"); ty["participantId"] != a.ID || ty["isTyping"] != true || ty["roomId"] != room {
+		t.Fatalf("typing = %v", ty)
+	}
+	wa2.Quiet(t, "typing", 150*time.Millisecond)
+	// Moves are folded into the tick: the latest position per mover, one event per tick.
+	for i := 1; i <= 5; i++ {
+		wa1.Send(t, M{"type": "move", "roomId": room, "x": float64(i), "y": float64(2 * i)})
+	}
+	wa1.Ack(t, M{"type": "ping"})
+	deadline := time.Now().Add(5 * time.Second)
+	var last M
+	events := 0
+	for time.Now().Before(deadline) {
+		p := wb.ExpectWhere(t, "positions", func(M) bool { return true })
+		events++
+		ps := p["positions"].([]any)
+		if len(ps) != 1 || p["roomId"] != room || p["tick"] == nil {
+			t.Fatalf("positions = %v", p)
+		}
+		last = ps[0].(M)
+		if last["x"] == 5.0 {
+			break
+		}
+	}
+	if last["x"] != 5.0 || last["y"] != 10.0 || last["participantId"] != a.ID || events > 5 {
+		t.Fatalf("last position %v after %d events", last, events)
+	}
+	if e := wa1.Request(t, M{"type": "move", "roomId": "elsewhere", "x": 1, "y": 1}); e["type"] != "error" {
+		t.Fatalf("move in a room one is not in: %v", e)
+	}
+	// A new socket's snapshot has the positions.
+	wb2, snap2 := mt.Connect(t, base, b.Token)
+	ps := snap2["positions"].(M)[room].([]any)
+	if len(ps) != 1 || ps[0].(M)["x"] != 5.0 {
+		t.Fatalf("snapshot positions = %v", snap2["positions"])
+	}
+	wb2.Close()
+	// Offline only when a's last socket closes.
+	wa1.Close()
+	wb.Quiet(t, "presence", 300*time.Millisecond)
+	wa2.Close()
+	if p := wb.ExpectWhere(t, "presence", func(m M) bool { return m["participantId"] == a.ID }); p["status"] != "offline" {
+		t.Fatalf("presence after last socket = %v", p)
+	}
+}
+
+func testModeration(t *testing.T, c *mt.Client, base string, owner mt.User) {
+	m1, m2 := c.Register(t, "ModA"), c.Register(t, "ModB")
+	room := newRoom(t, c, owner, m1, m2)
+	wo, _ := mt.Connect(t, base, owner.Token)
+	w1, _ := mt.Connect(t, base, m1.Token)
+	w2, _ := mt.Connect(t, base, m2.Token)
+	// A member cannot kick (no permission), nor anyone kick the owner (priority).
+	if e := w1.Request(t, M{"type": "kick", "roomId": room, "participantId": m2.ID}); e["code"] != "forbidden" {
+		t.Fatalf("member kicks: %v", e)
+	}
+	if r := c.Do(t, "POST", "/api/rooms/"+room+"/mute", m1.Token, M{"participantId": owner.ID, "durationSeconds": 60}); r.Status != 403 {
+		t.Fatalf("member mutes owner: %d", r.Status)
+	}
+	// Mute: the muted participant hears of it, and its sends are refused.
+	wo.Ack(t, M{"type": "mute", "roomId": room, "participantId": m1.ID, "durationSeconds": 60})
+	mu := w1.Expect(t, "muted")
+	if mu["participantId"] != m1.ID || mu["until"] == nil {
+		t.Fatalf("muted = %v", mu)
+	}
+	wo.Expect(t, "muted")
+	w2.Quiet(t, "muted", 150*time.Millisecond)
+	if e := w1.Request(t, M{"type": "send_message", "roomId": room, "content": "let me speak"}); e["code"] != "muted" {
+		t.Fatalf("muted send: %v", e)
+	}
+	c.Must(t, 204, "POST", "/api/rooms/"+room+"/mute", owner.Token, M{"participantId": m1.ID, "durationSeconds": 0})
+	w1.Ack(t, M{"type": "send_message", "roomId": room, "content": "free again"})
+	// Kick: everyone sees participant_left with kicked; the kicked one gets kicked and
+	// leaves the room.
+	wo.Ack(t, M{"type": "kick", "roomId": room, "participantId": m2.ID, "reason": "spam"})
+	if k := w2.Expect(t, "kicked"); k["roomId"] != room || k["by"] != owner.ID || k["reason"] != "spam" {
+		t.Fatalf("kicked = %v", k)
+	}
+	if l := w1.ExpectWhere(t, "participant_left", func(m M) bool { return m["participantId"] == m2.ID }); l["kicked"] != true {
+		t.Fatalf("participant_left = %v", l)
+	}
+	wo.Ack(t, M{"type": "send_message", "roomId": room, "content": "after the kick"})
+	w1.ExpectWhere(t, "message", func(m M) bool { return m["message"].(M)["content"] == "after the kick" })
+	w2.Quiet(t, "message", 300*time.Millisecond)
+	if e := w2.Request(t, M{"type": "send_message", "roomId": room, "content": "still here?"}); e["code"] != "forbidden" {
+		t.Fatalf("kicked participant sends: %v", e)
+	}
+	// join_room / leave_room over WebSocket.
+	w2.Ack(t, M{"type": "join_room", "roomId": room})
+	if j := w2.Expect(t, "participant_joined"); j["participant"].(M)["id"] != m2.ID {
+		t.Fatalf("joiner's participant_joined = %v", j)
+	}
+	w1.ExpectWhere(t, "participant_joined", func(m M) bool { return m["participant"].(M)["id"] == m2.ID })
+	wo.Ack(t, M{"type": "send_message", "roomId": room, "content": "welcome back"})
+	w2.ExpectWhere(t, "message", func(m M) bool { return m["message"].(M)["content"] == "welcome back" })
+	w2.Ack(t, M{"type": "leave_room", "roomId": room})
+	w2.ExpectWhere(t, "participant_left", func(m M) bool { return m["participantId"] == m2.ID })
+}
+
+func testLogout(t *testing.T, c *mt.Client, base string) {
+	u := c.Register(t, "Leaver")
+	other := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})["token"].(string)
+	w, _ := mt.Connect(t, base, u.Token)
+	w2, _ := mt.Connect(t, base, other)
+	if r := c.Do(t, "POST", "/api/auth/logout", u.Token, nil); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	if code := w.WaitClosed(t, 5*time.Second); code != 4001 {
+		t.Fatalf("socket of the revoked token closed with %d, want 4001", code)
+	}
+	if r := c.Do(t, "GET", "/api/auth/me", u.Token, nil); r.Status != 401 {
+		t.Fatalf("revoked token on REST: %d", r.Status)
+	}
+	ws := mt.DialWS(t, base)
+	if e := ws.Request(t, M{"type": "authenticate", "token": u.Token}); e["code"] != "unauthorized" {
+		t.Fatalf("revoked token on WebSocket: %v", e)
+	}
+	// The other token of the same participant still works.
+	w2.Ack(t, M{"type": "ping"})
+	c.Must(t, 200, "GET", "/api/auth/me", other, nil)
+}
+
+func testConcurrentSeq(t *testing.T, c *mt.Client, base string) {
+	users := make([]mt.User, 4)
+	for i := range users {
+		users[i] = c.Register(t, fmt.Sprintf("Seq%d", i))
+	}
+	room := newRoom(t, c, users[0], users[1:]...)
+	watcher, _ := mt.Connect(t, base, users[0].Token)
+	const per = 25
+	var wg sync.WaitGroup
+	for _, u := range users {
+		wg.Add(1)
+		go func(u mt.User) {
+			defer wg.Done()
+			w, _ := mt.Connect(t, base, u.Token)
+			for i := 0; i < per; i++ {
+				w.Ack(t, M{"type": "send_message", "roomId": room, "content": fmt.Sprintf("%s-%d", u.Name, i)})
+			}
+		}(u)
+	}
+	wg.Wait()
+	// The watcher receives every message, in seq order, with no gap.
+	for want := 1; want <= per*len(users); want++ {
+		m := watcher.Expect(t, "message")["message"].(M)
+		if m["seq"] != float64(want) {
+			t.Fatalf("watcher got seq %v, want %d", m["seq"], want)
+		}
+	}
+	items := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?limit=200", users[1].Token, nil)["items"].([]any)
+	if len(items) != per*len(users) {
+		t.Fatalf("stored %d messages, want %d", len(items), per*len(users))
+	}
+}
+
+var _ = http.StatusOK

@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/themesh/mesh/pkg/mesh"
+)
+
+var pathParam = regexp.MustCompile(`\{([A-Za-z]+)\}`)
+
+// fiberPath turns /api/rooms/{roomId} into /api/rooms/:roomId.
+func fiberPath(p string) string { return pathParam.ReplaceAllString(p, ":$1") }
+
+func (g *Gateway) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               "meshd",
+		DisableStartupMessage: true,
+		BodyLimit:             g.cfg.MaxBodyBytes,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        8192,
+		ErrorHandler:          g.fiberError,
+	})
+	app.Use(func(c *fiber.Ctx) error {
+		if g.draining.Load() && c.Path() != "/healthz" {
+			return writeError(c, mesh.Errorf(mesh.CodeUnavailable, "the server is shutting down"))
+		}
+		start := time.Now()
+		err := c.Next()
+		if strings.HasPrefix(c.Path(), "/api/") {
+			g.metrics.requests.WithLabelValues(c.Route().Path, c.Method()).Observe(time.Since(start).Seconds())
+		}
+		return err
+	})
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	app.Get("/readyz", g.readyz)
+	if g.gather != nil {
+		h := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(g.gather, promhttp.HandlerOpts{}))
+		app.Get("/metrics", func(c *fiber.Ctx) error { h(c.Context()); return nil })
+	}
+	for _, r := range mesh.Routes {
+		app.Add(r.Method, fiberPath(r.Path), g.restHandler(r))
+	}
+	app.All("/api/*", func(c *fiber.Ctx) error {
+		return writeError(c, mesh.Errorf(mesh.CodeNotFound, "no route %s %s", c.Method(), c.Path()))
+	})
+	app.Get("/ws", func(c *fiber.Ctx) error {
+		if !websocket.IsWebSocketUpgrade(c) {
+			return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "this is a WebSocket endpoint"))
+		}
+		if cc, ok := c.Context().Conn().(*corkConn); ok {
+			c.Locals("cork", cc)
+		}
+		return c.Next()
+	}, websocket.New(g.serveSocket, websocket.Config{
+		ReadBufferSize:  2048,
+		WriteBufferSize: 2048,
+		WriteBufferPool: writePool,
+	}))
+	if g.cfg.Web != nil {
+		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(g.cfg.Web), Index: "index.html", NotFoundFile: "404.html"}))
+	}
+	return app
+}
+
+// fiberError turns Fiber's own errors (body too large, no route) into the contract's shape.
+func (g *Gateway) fiberError(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		switch fe.Code {
+		case fiber.StatusRequestEntityTooLarge:
+			return writeError(c, mesh.Errorf(mesh.CodePayloadTooLarge, "the body is larger than %d bytes", g.cfg.MaxBodyBytes))
+		case fiber.StatusNotFound:
+			return writeError(c, mesh.Errorf(mesh.CodeNotFound, "not found"))
+		case fiber.StatusMethodNotAllowed:
+			return writeError(c, &mesh.Error{Code: mesh.CodeBadRequest, Message: "method not allowed"})
+		case fiber.StatusBadRequest:
+			return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "%s", fe.Message))
+		}
+	}
+	g.log.Error("request failed", "path", c.Path(), "err", err)
+	return writeError(c, mesh.Errorf(mesh.CodeInternal, "internal error"))
+}
+
+// bearer verifies the request's bearer token.
+func (g *Gateway) bearer(c *fiber.Ctx) (*mesh.Actor, *mesh.Error) {
+	h := c.Get(fiber.HeaderAuthorization)
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return nil, mesh.Errorf(mesh.CodeUnauthorized, "an Authorization: Bearer token is required")
+	}
+	claims, err := g.tokens.Verify(strings.TrimSpace(tok))
+	if err != nil {
+		return nil, mesh.AsError(err)
+	}
+	return &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), Addr: c.IP()}, nil
+}
+
+// restHandler serves one route by sending its operation to the API service.
+func (g *Gateway) restHandler(r mesh.Route) fiber.Handler {
+	names := pathParam.FindAllStringSubmatch(r.Path, -1)
+	return func(c *fiber.Ctx) error {
+		cmd := mesh.Command{Op: r.Op, Args: mesh.Request{Addr: c.IP()}}
+		if r.Auth {
+			a, err := g.bearer(c)
+			if err != nil {
+				return writeError(c, err)
+			}
+			cmd.Actor = a
+		}
+		if len(names) > 0 {
+			cmd.Args.Params = make(map[string]string, len(names))
+			for _, n := range names {
+				v, err := url.PathUnescape(c.Params(n[1]))
+				if err != nil {
+					return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "bad %s", n[1]))
+				}
+				cmd.Args.Params[n[1]] = v
+			}
+		}
+		if q := c.Context().QueryArgs(); q.Len() > 0 {
+			cmd.Args.Query = make(map[string]string, q.Len())
+			q.VisitAll(func(k, v []byte) { cmd.Args.Query[string(k)] = string(v) })
+		}
+		if body := bytes.TrimSpace(c.Body()); len(body) > 0 {
+			ct := c.Get(fiber.HeaderContentType)
+			if ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+				return writeError(c, mesh.Errorf(mesh.CodeUnsupportedMediaType, "send JSON (Content-Type: application/json)"))
+			}
+			if !json.Valid(body) {
+				return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "the body is not valid JSON"))
+			}
+			cmd.Args.Body = append([]byte(nil), body...)
+		}
+		if r.Mutating {
+			if k := c.Get("Idempotency-Key"); k != "" {
+				if len(k) > 255 {
+					return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "Idempotency-Key is longer than 255 characters"))
+				}
+				cmd.IdempotencyKey = k
+			}
+		}
+		rep := g.req.do(context.Background(), mesh.StreamAPI, &cmd)
+		if rep.Error != nil {
+			return writeError(c, rep.Error)
+		}
+		status := rep.Status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if status == http.StatusNoContent || len(rep.Result) == 0 {
+			return c.SendStatus(status)
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Status(status).Send(rep.Result)
+	}
+}

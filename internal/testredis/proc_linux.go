@@ -1,0 +1,9 @@
+package testredis
+
+import "syscall"
+
+// sysProcAttr kills redis-server when the test process dies, so a test binary that is
+// interrupted (or that has no TestMain calling Main) leaves no server behind.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,284 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+// withReactions wraps a query of messages rows (inner selects whole messages rows) so that
+// each message comes with its reactions, in one statement (so one consistent snapshot):
+// one row per (message, reaction), or one row with NULLs for a message without reactions,
+// ordered by seq and then by the order of reacting.
+func withReactions(inner string) string {
+	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
+		m.client_msg_id, m.created_at, m.edited_at, m.deleted, r.emoji, r.participant_id
+	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
+	ORDER BY m.seq, r.id`
+}
+
+// queryMessages runs a withReactions query and folds its rows into messages.
+func queryMessages(ctx context.Context, q querier, query string, args ...any) ([]mesh.Message, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []mesh.Message{}
+	for rows.Next() {
+		var (
+			m                       mesh.Message
+			thread, to, clientMsgID sql.NullString
+			created                 int64
+			edited                  sql.NullInt64
+			emoji, reactor          sql.NullString
+		)
+		if err := rows.Scan(&m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
+			&clientMsgID, &created, &edited, &m.Deleted, &emoji, &reactor); err != nil {
+			return nil, err
+		}
+		if n := len(out); n == 0 || out[n-1].ID != m.ID {
+			m.ThreadID = stringPtr(thread)
+			m.To = stringPtr(to)
+			m.ClientMsgID = stringPtr(clientMsgID)
+			m.CreatedAt = mesh.TimeFromMilli(created)
+			if edited.Valid {
+				t := mesh.TimeFromMilli(edited.Int64)
+				m.EditedAt = &t
+			}
+			m.Reactions = map[string][]string{}
+			out = append(out, m)
+		}
+		if emoji.Valid {
+			last := &out[len(out)-1]
+			last.Reactions[emoji.String] = append(last.Reactions[emoji.String], reactor.String)
+		}
+	}
+	return out, rows.Err()
+}
+
+// message reads one message with its reactions; CodeNotFound if there is none.
+func message(ctx context.Context, q querier, id string) (mesh.Message, error) {
+	ms, err := queryMessages(ctx, q, withReactions(`SELECT * FROM messages WHERE id = ?`), id)
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	if len(ms) == 0 {
+		return mesh.Message{}, notFound("message", id)
+	}
+	return ms[0], nil
+}
+
+// CreateMessage gives m the room's next seq and stores it, in one immediate transaction; see
+// store.Messages. CodeNotFound if there is no such room.
+func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message, bool, error) {
+	m.CreatedAt = mesh.TimeFromMilli(m.CreatedAt.UnixMilli())
+	m.EditedAt = nil
+	m.Deleted = false
+	m.Reactions = map[string][]string{}
+	created := true
+	err := s.write(ctx, "create message", func(tx *sql.Tx) error {
+		if m.ClientMsgID != nil {
+			ms, err := queryMessages(ctx, tx, withReactions(`SELECT * FROM messages
+				WHERE room_id = ? AND author_id = ? AND client_msg_id = ?`),
+				m.RoomID, m.AuthorID, *m.ClientMsgID)
+			if err != nil {
+				return err
+			}
+			if len(ms) > 0 {
+				m, created = ms[0], false
+				return nil
+			}
+		}
+		err := s.r.QueryRowContext(ctx, `SELECT last_seq + 1 FROM rooms WHERE id = ?`, m.RoomID).Scan(&m.Seq)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `UPDATE rooms SET last_seq = ? WHERE id = ?`, m.Seq, m.RoomID)
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("room", m.RoomID)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages
+				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.RoomID, m.Seq, m.AuthorID, m.Content, nullString(m.ThreadID), nullString(m.To),
+			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, false, err
+	}
+	return m, created, nil
+}
+
+// Message returns the message with its reactions, or CodeNotFound.
+func (s *Store) Message(ctx context.Context, id string) (mesh.Message, error) {
+	m, err := message(ctx, s.r, id)
+	return m, wrap("message", err)
+}
+
+// ListMessages returns a room's messages in ascending seq order; see store.MessageQuery.
+func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.Message, error) {
+	var (
+		where strings.Builder
+		args  = []any{q.RoomID}
+	)
+	where.WriteString(`room_id = ?`)
+	if q.After > 0 {
+		where.WriteString(` AND seq > ?`)
+		args = append(args, q.After)
+	}
+	if q.Before > 0 {
+		where.WriteString(` AND seq < ?`)
+		args = append(args, q.Before)
+	}
+	if q.ThreadID != "" {
+		where.WriteString(` AND (id = ? OR thread_id = ?)`)
+		args = append(args, q.ThreadID, q.ThreadID)
+	}
+	if q.Viewer == "" {
+		where.WriteString(` AND to_id IS NULL`)
+	} else {
+		where.WriteString(` AND (to_id IS NULL OR to_id = ? OR author_id = ?)`)
+		args = append(args, q.Viewer, q.Viewer)
+	}
+	// The first Limit after After, or else the last Limit (before Before).
+	order := `DESC`
+	if q.After > 0 {
+		order = `ASC`
+	}
+	args = append(args, listLimit(q.Limit))
+	ms, err := queryMessages(ctx, s.r, withReactions(`SELECT * FROM messages WHERE `+where.String()+
+		` ORDER BY seq `+order+` LIMIT ?`), args...)
+	return ms, wrap("list messages", err)
+}
+
+// EditMessage replaces the content and sets EditedAt. A deleted message cannot be edited:
+// it is CodeNotFound, like a missing one.
+func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error) {
+	var m mesh.Message
+	err := s.write(ctx, "edit message", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = ?, edited_at = ?
+			WHERE id = ? AND deleted = 0`, content, millis(at), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return notFound("message", id)
+		}
+		m, err = message(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	return m, nil
+}
+
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
+// removes its reactions. Deleting a deleted message changes nothing and is not an error.
+func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
+	var m mesh.Message
+	err := s.write(ctx, "delete message", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '' WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return notFound("message", id)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM reactions WHERE message_id = ?`, id); err != nil {
+			return err
+		}
+		m, err = message(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	return m, nil
+}
+
+// AddReaction reports whether the reaction is new, and returns the message as stored. A
+// deleted message takes no reactions: CodeNotFound, like a missing one.
+func (s *Store) AddReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error) {
+	var (
+		m     mesh.Message
+		added bool
+	)
+	err := s.write(ctx, "add reaction", func(tx *sql.Tx) error {
+		var deleted bool
+		err := tx.QueryRowContext(ctx, `SELECT deleted FROM messages WHERE id = ?`, messageID).Scan(&deleted)
+		if errors.Is(err, sql.ErrNoRows) || deleted {
+			return notFound("message", messageID)
+		}
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO reactions (message_id, emoji, participant_id, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT (message_id, emoji, participant_id) DO NOTHING`,
+			messageID, emoji, participantID, s.now().UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		added = n == 1
+		m, err = message(ctx, tx, messageID)
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, false, err
+	}
+	return m, added, nil
+}
+
+// RemoveReaction reports whether the reaction was there, and returns the message as stored;
+// CodeNotFound if there is no such message.
+func (s *Store) RemoveReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error) {
+	var (
+		m       mesh.Message
+		removed bool
+	)
+	err := s.write(ctx, "remove reaction", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM reactions
+			WHERE message_id = ? AND emoji = ? AND participant_id = ?`, messageID, emoji, participantID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		removed = n == 1
+		m, err = message(ctx, tx, messageID)
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, false, err
+	}
+	return m, removed, nil
+}
+
+// LastSeq is the room's highest seq: 0 if it has no message or there is no such room.
+func (s *Store) LastSeq(ctx context.Context, roomID string) (int64, error) {
+	var seq int64
+	err := s.r.QueryRowContext(ctx, `SELECT last_seq FROM rooms WHERE id = ?`, roomID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, wrap("last seq", err)
+}

@@ -1,0 +1,194 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migration is one step of the schema. Versions start at 1 and follow each other without
+// gaps; a released migration is never edited, only followed by a new one.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations is the schema's history, oldest first. To change the schema, append.
+var migrations = []migration{
+	{version: 1, name: "initial schema", sql: schemaV1},
+}
+
+// schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
+//
+//   - participants.email is lower-cased, NULL for none (bots), and unique.
+//   - rooms.last_seq is the room's highest message seq: CreateMessage bumps it with
+//     UPDATE ... RETURNING inside its transaction, and UNIQUE(room_id, seq) backs it up.
+//   - memberships.id and reactions.id are rowids: they grow, so they order members by
+//     joining and reactors by reacting.
+//   - messages.client_msg_id is unique per (room, author); NULLs do not collide.
+//   - Deleting a room deletes its memberships, mutes, messages and (through the messages)
+//     reactions by ON DELETE CASCADE.
+//   - revoked_tokens.expires_at is NULL for a token that never expires.
+const schemaV1 = `
+CREATE TABLE participants (
+	id            TEXT PRIMARY KEY,
+	email         TEXT UNIQUE,
+	display_name  TEXT NOT NULL,
+	role          TEXT NOT NULL,
+	is_agent      INTEGER NOT NULL DEFAULT 0,
+	owner_id      TEXT,
+	did           TEXT,
+	status        TEXT NOT NULL DEFAULT '',
+	password_hash BLOB,
+	banned        INTEGER NOT NULL DEFAULT 0,
+	deactivated   INTEGER NOT NULL DEFAULT 0,
+	created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE rooms (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL,
+	topic      TEXT NOT NULL DEFAULT '',
+	private    INTEGER NOT NULL DEFAULT 0,
+	archived   INTEGER NOT NULL DEFAULT 0,
+	created_by TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	last_seq   INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE memberships (
+	id             INTEGER PRIMARY KEY,
+	room_id        TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+	participant_id TEXT NOT NULL,
+	joined_at      INTEGER NOT NULL,
+	UNIQUE (room_id, participant_id)
+) STRICT;
+CREATE INDEX memberships_participant ON memberships (participant_id, room_id);
+
+CREATE TABLE mutes (
+	room_id        TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+	participant_id TEXT NOT NULL,
+	until          INTEGER NOT NULL,
+	PRIMARY KEY (room_id, participant_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE messages (
+	id            TEXT PRIMARY KEY,
+	room_id       TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+	seq           INTEGER NOT NULL,
+	author_id     TEXT NOT NULL,
+	content       TEXT NOT NULL,
+	thread_id     TEXT,
+	to_id         TEXT,
+	client_msg_id TEXT,
+	created_at    INTEGER NOT NULL,
+	edited_at     INTEGER,
+	deleted       INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (room_id, seq),
+	UNIQUE (room_id, author_id, client_msg_id)
+) STRICT;
+CREATE INDEX messages_thread ON messages (thread_id, seq) WHERE thread_id IS NOT NULL;
+
+CREATE TABLE reactions (
+	id             INTEGER PRIMARY KEY,
+	message_id     TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+	emoji          TEXT NOT NULL,
+	participant_id TEXT NOT NULL,
+	created_at     INTEGER NOT NULL,
+	UNIQUE (message_id, emoji, participant_id)
+) STRICT;
+
+CREATE TABLE revoked_tokens (
+	token_id       TEXT PRIMARY KEY,
+	participant_id TEXT NOT NULL,
+	expires_at     INTEGER,
+	revoked_at     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX revoked_tokens_expires ON revoked_tokens (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE idempotency (
+	scope      TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	result     BLOB NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (scope, key)
+) STRICT, WITHOUT ROWID;
+`
+
+// migrate applies the migrations the database lacks, each in its own immediate transaction,
+// and records them in schema_migrations. Concurrent migrators of one file are safe: the
+// write lock taken at BEGIN orders them, and each re-reads the applied versions inside its
+// transaction. A database whose schema is newer than migs is refused.
+func migrate(ctx context.Context, db *sql.DB, migs []migration, now time.Time) error {
+	for i, m := range migs {
+		if m.version != i+1 {
+			return fmt.Errorf("migrate: migration %q has version %d, want %d", m.name, m.version, i+1)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	current, err := schemaVersion(ctx, db)
+	if err != nil {
+		return err
+	}
+	if current > len(migs) {
+		return fmt.Errorf("migrate: the database is at schema version %d, newer than this build's %d",
+			current, len(migs))
+	}
+	for _, m := range migs[current:] {
+		if err := apply(ctx, db, m, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply runs one migration unless it has been applied meanwhile.
+func apply(ctx context.Context, db *sql.DB, m migration, now time.Time) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: version %d: %w", m.version, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var done bool
+	if err := tx.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.version).Scan(&done); err != nil {
+		return fmt.Errorf("migrate: version %d: %w", m.version, err)
+	}
+	if done {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migrate: version %d (%s): %w", m.version, m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.version, m.name, now.UnixMilli()); err != nil {
+		return fmt.Errorf("migrate: version %d: %w", m.version, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: version %d: %w", m.version, err)
+	}
+	return nil
+}
+
+// schemaVersion is the highest applied migration (0 for a new database).
+func schemaVersion(ctx context.Context, q querier) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	return v, nil
+}

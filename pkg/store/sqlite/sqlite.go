@@ -1,0 +1,242 @@
+// Package sqlite is the single-node store: every aggregate of store.Store in one SQLite file,
+// through the pure-Go driver modernc.org/sqlite.
+//
+// The file is in WAL mode. Writes go through a pool of exactly one connection, in immediate
+// transactions: SQLite has one writer at a time anyway, and queueing writers in the pool costs
+// far less than having them collide on the file lock and wait out SQLITE_BUSY. Reads go
+// through a separate pool of read-only connections, which WAL lets run beside the writer.
+// Several Stores (or processes) may open the same file; they then share the file lock, and
+// busy_timeout makes a writer wait for another's transaction rather than fail.
+//
+// The schema is made and migrated on Open (see migrations). All SQL of the store lives in
+// this package. Times are stored as unix milliseconds.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// The connection parameters. busy_timeout makes a connection wait for the file lock (the
+// driver applies it before every other pragma); _txlock=immediate takes the write lock at
+// BEGIN, so a transaction never fails half-way when it upgrades from reading to writing.
+const (
+	writeParams = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=foreign_keys(1)&_txlock=immediate"
+	readParams = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=query_only(1)"
+)
+
+// Defaults of Options.
+const (
+	DefaultReadConns     = 4
+	DefaultPurgeInterval = 10 * time.Minute
+)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// ReadConns is the size of the read pool (DefaultReadConns if zero or less).
+	ReadConns int
+	// Now is the store's clock (time.Now if nil). It decides when mutes end and which revoked
+	// tokens have expired; tests set it to drive time.
+	Now func() time.Time
+	// PurgeInterval is how often, at most, RevokeToken also deletes the revoked tokens that
+	// have expired (DefaultPurgeInterval if zero or less). Open purges once too.
+	PurgeInterval time.Duration
+}
+
+// Store is the SQLite implementation of store.Store. It is safe for concurrent use.
+type Store struct {
+	w *sql.DB // exactly one connection: every write
+	r *sql.DB // read-only connections: every read
+
+	now           func() time.Time
+	purgeInterval time.Duration
+	lastPurge     atomic.Int64 // unix ms of the last purge of expired tokens
+}
+
+// Open opens (creating it if needed) the database file at path and brings its schema up to
+// date. path is a file system path, not a URI; ":memory:" is refused because the two pools
+// would see two different databases. Open fails if the file's schema is newer than this
+// build knows.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(ctx, path, opts, migrations)
+}
+
+func open(ctx context.Context, path string, opts Options, migs []migration) (*Store, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: open: %q is not a file path", path)
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = DefaultReadConns
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PurgeInterval <= 0 {
+		opts.PurgeInterval = DefaultPurgeInterval
+	}
+	name := "file:" + escapePath(path)
+
+	w, err := sql.Open("sqlite", name+"?"+writeParams)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w, migs, opts.Now()); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	r, err := sql.Open("sqlite", name+"?"+readParams)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(opts.ReadConns)
+	r.SetMaxIdleConns(opts.ReadConns)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+	if err := r.PingContext(ctx); err != nil {
+		_ = r.Close()
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	s := &Store{w: w, r: r, now: opts.Now, purgeInterval: opts.PurgeInterval}
+	if err := s.write(ctx, "purge tokens", func(tx *sql.Tx) error {
+		return s.purgeTokens(ctx, tx)
+	}); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// escapePath makes path safe inside a SQLite URI: the driver cuts the DSN at the first '?',
+// and SQLite decodes %HH and ends the path at '#'.
+func escapePath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// Ping answers whether the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes both pools. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in an immediate transaction on the write connection, and commits it if fn
+// returns nil. Errors that are not user-facing are wrapped with op.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// wrap adds context to internal errors; user-facing errors (*mesh.Error) pass unchanged.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var me *mesh.Error
+	if errors.As(err, &me) {
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+func notFound(what, id string) error {
+	return mesh.Errorf(mesh.CodeNotFound, "%s %q not found", what, id)
+}
+
+// isConstraint reports whether err is the SQLite constraint violation code (an extended code
+// such as SQLITE_CONSTRAINT_UNIQUE), on the table and column named in detail if it is set
+// (for example "participants.email").
+func isConstraint(err error, code int, detail string) bool {
+	var se *msqlite.Error
+	if !errors.As(err, &se) || se.Code() != code {
+		return false
+	}
+	return detail == "" || strings.Contains(se.Error(), detail)
+}
+
+const (
+	codeUnique     = sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	codeForeignKey = sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+)
+
+// millis is t as unix milliseconds (0 for the zero time).
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// nullString maps a nil pointer to NULL.
+func nullString(p *string) sql.NullString {
+	if p == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *p, Valid: true}
+}
+
+// stringPtr maps NULL to nil.
+func stringPtr(n sql.NullString) *string {
+	if !n.Valid {
+		return nil
+	}
+	s := n.String
+	return &s
+}
+
+// listLimit applies the contract's default and maximum to a requested list size.
+func listLimit(n int) int {
+	switch {
+	case n <= 0:
+		return mesh.DefaultListLimit
+	case n > mesh.MaxListLimit:
+		return mesh.MaxListLimit
+	default:
+		return n
+	}
+}

@@ -1,0 +1,259 @@
+package storetest
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+// ids makes ids unique within the test process, sortable in creation order.
+var ids atomic.Int64
+
+func newID(prefix string) string { return fmt.Sprintf("%s%08d", prefix, ids.Add(1)) }
+
+func ptr[T any](v T) *T { return &v }
+
+// account is a complete account, every field set, so that round trips check them all.
+func account(id, email string) store.Account {
+	return store.Account{
+		Participant: mesh.Participant{
+			ID:          id,
+			DisplayName: "Name of " + id,
+			Role:        mesh.RoleMember,
+			Status:      mesh.StatusOffline,
+			CreatedAt:   mesh.Now(),
+			Email:       email,
+		},
+		PasswordHash: []byte("hash-of-" + id),
+	}
+}
+
+func createParticipant(t *testing.T, s store.Store, a store.Account, mode store.FirstMode) store.Account {
+	t.Helper()
+	got, err := s.CreateParticipant(t.Context(), a, mode)
+	if err != nil {
+		t.Fatalf("CreateParticipant(%s, %s): %v", a.ID, a.Email, err)
+	}
+	return got
+}
+
+func createRoom(t *testing.T, s store.Store, id, creator string, private bool) mesh.Room {
+	t.Helper()
+	r, err := s.CreateRoom(t.Context(), mesh.Room{
+		ID: id, Name: "Room " + id, Topic: "topic of " + id, Private: private,
+		CreatedBy: creator, CreatedAt: mesh.Now(),
+	})
+	if err != nil {
+		t.Fatalf("CreateRoom(%s): %v", id, err)
+	}
+	return r
+}
+
+func addMember(t *testing.T, s store.Store, roomID, participantID string) {
+	t.Helper()
+	if _, err := s.AddMember(t.Context(), roomID, participantID); err != nil {
+		t.Fatalf("AddMember(%s, %s): %v", roomID, participantID, err)
+	}
+}
+
+// newMessage is a message ready for CreateMessage; options set the optional fields.
+func newMessage(roomID, author, content string, opts ...func(*mesh.Message)) mesh.Message {
+	m := mesh.Message{
+		ID: newID("m"), RoomID: roomID, AuthorID: author, Content: content, CreatedAt: mesh.Now(),
+	}
+	for _, o := range opts {
+		o(&m)
+	}
+	return m
+}
+
+func to(id string) func(*mesh.Message)          { return func(m *mesh.Message) { m.To = &id } }
+func inThread(id string) func(*mesh.Message)    { return func(m *mesh.Message) { m.ThreadID = &id } }
+func clientMsgID(id string) func(*mesh.Message) { return func(m *mesh.Message) { m.ClientMsgID = &id } }
+
+// send stores a new message and checks that it was created.
+func send(t *testing.T, s store.Store, roomID, author, content string, opts ...func(*mesh.Message)) mesh.Message {
+	t.Helper()
+	m, created, err := s.CreateMessage(t.Context(), newMessage(roomID, author, content, opts...))
+	if err != nil {
+		t.Fatalf("CreateMessage(%s, %q): %v", roomID, content, err)
+	}
+	if !created {
+		t.Fatalf("CreateMessage(%s, %q): created = false for a new message", roomID, content)
+	}
+	return m
+}
+
+// sendN stores n messages from author, contents "1" to "n".
+func sendN(t *testing.T, s store.Store, roomID, author string, n int) []mesh.Message {
+	t.Helper()
+	out := make([]mesh.Message, n)
+	for i := range n {
+		out[i] = send(t, s, roomID, author, fmt.Sprint(i+1))
+	}
+	return out
+}
+
+func list(t *testing.T, s store.Store, q store.MessageQuery) []mesh.Message {
+	t.Helper()
+	ms, err := s.ListMessages(t.Context(), q)
+	if err != nil {
+		t.Fatalf("ListMessages(%+v): %v", q, err)
+	}
+	return ms
+}
+
+func seqs(ms []mesh.Message) []int64 {
+	out := make([]int64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+// seqRange is from, from+1, ..., to (empty if to < from).
+func seqRange(from, to int64) []int64 {
+	out := []int64{}
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func roomIDs(rs []mesh.Room) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// wantCode fails unless err carries code.
+func wantCode(t *testing.T, what string, err error, code mesh.Code) {
+	t.Helper()
+	if !mesh.IsCode(err, code) {
+		t.Errorf("%s: err = %v, want code %s", what, err, code)
+	}
+}
+
+func wantEqual[T any](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+// wantSet compares string lists as sets (order ignored, duplicates counted).
+func wantSet(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	g, w := slices.Clone(got), slices.Clone(want)
+	slices.Sort(g)
+	slices.Sort(w)
+	if !slices.Equal(g, w) {
+		t.Errorf("%s = %v, want (in any order) %v", what, got, want)
+	}
+}
+
+func sameTime(a, b time.Time) bool { return a.Equal(b) }
+
+func strPtr(p *string) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("%q", *p)
+}
+
+func checkAccount(t *testing.T, what string, got, want store.Account) {
+	t.Helper()
+	g, w := got, want
+	if !sameTime(g.CreatedAt.Time, w.CreatedAt.Time) {
+		t.Errorf("%s: CreatedAt = %v, want %v", what, g.CreatedAt, w.CreatedAt)
+	}
+	if strPtr(g.OwnerID) != strPtr(w.OwnerID) || strPtr(g.DID) != strPtr(w.DID) {
+		t.Errorf("%s: OwnerID, DID = %s, %s, want %s, %s", what,
+			strPtr(g.OwnerID), strPtr(g.DID), strPtr(w.OwnerID), strPtr(w.DID))
+	}
+	if string(g.PasswordHash) != string(w.PasswordHash) {
+		t.Errorf("%s: PasswordHash = %q, want %q", what, g.PasswordHash, w.PasswordHash)
+	}
+	g.CreatedAt, w.CreatedAt = mesh.Time{}, mesh.Time{}
+	g.OwnerID, w.OwnerID, g.DID, w.DID = nil, nil, nil, nil
+	g.PasswordHash, w.PasswordHash = nil, nil
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
+	}
+}
+
+func checkRoom(t *testing.T, what string, got, want mesh.Room) {
+	t.Helper()
+	if !sameTime(got.CreatedAt.Time, want.CreatedAt.Time) {
+		t.Errorf("%s: CreatedAt = %v, want %v", what, got.CreatedAt, want.CreatedAt)
+	}
+	got.CreatedAt, want.CreatedAt = mesh.Time{}, mesh.Time{}
+	if got != want {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+// checkMessage compares every field; Reactions must be non-nil.
+func checkMessage(t *testing.T, what string, got, want mesh.Message) {
+	t.Helper()
+	if got.ID != want.ID || got.RoomID != want.RoomID || got.Seq != want.Seq ||
+		got.AuthorID != want.AuthorID || got.Content != want.Content || got.Deleted != want.Deleted {
+		t.Errorf("%s: id, room, seq, author, content, deleted = %s, %s, %d, %s, %q, %v; want %s, %s, %d, %s, %q, %v",
+			what, got.ID, got.RoomID, got.Seq, got.AuthorID, got.Content, got.Deleted,
+			want.ID, want.RoomID, want.Seq, want.AuthorID, want.Content, want.Deleted)
+	}
+	if strPtr(got.ThreadID) != strPtr(want.ThreadID) || strPtr(got.To) != strPtr(want.To) ||
+		strPtr(got.ClientMsgID) != strPtr(want.ClientMsgID) {
+		t.Errorf("%s: threadId, to, clientMsgId = %s, %s, %s; want %s, %s, %s", what,
+			strPtr(got.ThreadID), strPtr(got.To), strPtr(got.ClientMsgID),
+			strPtr(want.ThreadID), strPtr(want.To), strPtr(want.ClientMsgID))
+	}
+	if !sameTime(got.CreatedAt.Time, want.CreatedAt.Time) {
+		t.Errorf("%s: CreatedAt = %v, want %v", what, got.CreatedAt, want.CreatedAt)
+	}
+	switch {
+	case got.EditedAt == nil && want.EditedAt == nil:
+	case got.EditedAt == nil || want.EditedAt == nil || !sameTime(got.EditedAt.Time, want.EditedAt.Time):
+		t.Errorf("%s: EditedAt = %v, want %v", what, got.EditedAt, want.EditedAt)
+	}
+	if got.Reactions == nil {
+		t.Errorf("%s: Reactions is nil, want a map", what)
+	}
+	want.Reactions = nonNil(want.Reactions)
+	if !reflect.DeepEqual(nonNil(got.Reactions), want.Reactions) {
+		t.Errorf("%s: Reactions = %v, want %v", what, got.Reactions, want.Reactions)
+	}
+}
+
+func nonNil(m map[string][]string) map[string][]string {
+	if m == nil {
+		return map[string][]string{}
+	}
+	return m
+}
+
+// concurrently runs fn(0) ... fn(n-1) in n goroutines released together, and waits for them.
+// fn must report failures with t.Errorf, not t.Fatal.
+func concurrently(n int, fn func(i int)) {
+	var (
+		start = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}

@@ -1,0 +1,575 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+var messageTests = []test{
+	{"CreateAndRead", messageCreateAndRead},
+	{"NotFound", messageNotFound},
+	{"SeqPerRoom", messageSeqPerRoom},
+	{"ClientMsgID", messageClientMsgID},
+	{"Edit", messageEdit},
+	{"Delete", messageDelete},
+	{"ConcurrentSeq", messageConcurrentSeq},
+	{"ConcurrentClientMsgID", messageConcurrentClientMsgID},
+}
+
+var listTests = []test{
+	{"Latest", listLatest},
+	{"Limit", listLimit},
+	{"After", listAfter},
+	{"Before", listBefore},
+	{"Window", listWindow},
+	{"Whispers", listWhispers},
+	{"Thread", listThread},
+	{"Content", listContent},
+	{"Deleted", listDeleted},
+}
+
+func messageCreateAndRead(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	addMember(t, s, "r1", "b")
+	plain := newMessage("r1", "a", "hello")
+	whisper := newMessage("r1", "a", "psst", to("b"), clientMsgID("c-1"))
+	reply := newMessage("r1", "b", "hi back", inThread(plain.ID), clientMsgID("c-1"))
+	// Fields the caller must not set are ignored.
+	reply.Seq, reply.Deleted = 99, true
+	reply.EditedAt = ptr(mesh.Now())
+	reply.Reactions = map[string][]string{"👍": {"a"}}
+
+	for i, in := range []mesh.Message{plain, whisper, reply} {
+		got, created, err := s.CreateMessage(ctx, in)
+		if err != nil || !created {
+			t.Fatalf("CreateMessage(%q) = created %v, %v; want created", in.Content, created, err)
+		}
+		want := in
+		want.Seq = int64(i + 1)
+		want.Deleted, want.EditedAt, want.Reactions = false, nil, map[string][]string{}
+		checkMessage(t, "CreateMessage("+in.Content+")", got, want)
+		stored, err := s.Message(ctx, in.ID)
+		if err != nil {
+			t.Fatalf("Message(%s): %v", in.ID, err)
+		}
+		checkMessage(t, "Message("+in.Content+")", stored, want)
+	}
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 3 {
+		t.Errorf("LastSeq = %d, %v; want 3", seq, err)
+	}
+}
+
+func messageNotFound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	send(t, s, "r1", "a", "exists")
+	const missing = "missing"
+	_, err := s.Message(ctx, missing)
+	wantCode(t, "Message", err, mesh.CodeNotFound)
+	_, err = s.EditMessage(ctx, missing, "x", time.Now())
+	wantCode(t, "EditMessage", err, mesh.CodeNotFound)
+	_, err = s.DeleteMessage(ctx, missing)
+	wantCode(t, "DeleteMessage", err, mesh.CodeNotFound)
+	_, _, err = s.AddReaction(ctx, missing, "👍", "a")
+	wantCode(t, "AddReaction", err, mesh.CodeNotFound)
+	_, _, err = s.RemoveReaction(ctx, missing, "👍", "a")
+	wantCode(t, "RemoveReaction", err, mesh.CodeNotFound)
+	_, _, err = s.CreateMessage(ctx, newMessage(missing, "a", "x"))
+	wantCode(t, "CreateMessage in a missing room", err, mesh.CodeNotFound)
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 1 {
+		t.Errorf("LastSeq = %d, %v; want 1 (failed calls change nothing)", seq, err)
+	}
+}
+
+func messageSeqPerRoom(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	createRoom(t, s, "r2", "a", false)
+	var got1, got2 []int64
+	for range 5 {
+		got1 = append(got1, send(t, s, "r1", "a", "one").Seq)
+		got2 = append(got2, send(t, s, "r2", "a", "two").Seq)
+		got2 = append(got2, send(t, s, "r2", "a", "two").Seq)
+	}
+	wantEqual(t, "seqs in r1", got1, seqRange(1, 5))
+	wantEqual(t, "seqs in r2", got2, seqRange(1, 10))
+	for room, want := range map[string]int64{"r1": 5, "r2": 10} {
+		if seq, err := s.LastSeq(ctx, room); err != nil || seq != want {
+			t.Errorf("LastSeq(%s) = %d, %v; want %d", room, seq, err, want)
+		}
+	}
+}
+
+func messageClientMsgID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	createRoom(t, s, "r2", "a", false)
+	first := send(t, s, "r1", "a", "first", clientMsgID("c-1"))
+
+	// The same author, room and clientMsgId: the first message back, nothing stored.
+	again := newMessage("r1", "a", "second try", clientMsgID("c-1"))
+	got, created, err := s.CreateMessage(ctx, again)
+	if err != nil || created {
+		t.Fatalf("CreateMessage(repeat) = created %v, %v; want not created", created, err)
+	}
+	checkMessage(t, "CreateMessage(repeat)", got, first)
+	_, err = s.Message(ctx, again.ID)
+	wantCode(t, "Message(id of the repeat)", err, mesh.CodeNotFound)
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 1 {
+		t.Errorf("LastSeq after a repeat = %d, %v; want 1", seq, err)
+	}
+
+	// The repeat returns the message as it is now (edited, with reactions).
+	if _, err := s.EditMessage(ctx, first.ID, "edited", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddReaction(ctx, first.ID, "👍", "b"); err != nil {
+		t.Fatal(err)
+	}
+	got, created, err = s.CreateMessage(ctx, newMessage("r1", "a", "third try", clientMsgID("c-1")))
+	if err != nil || created || got.ID != first.ID || got.Content != "edited" ||
+		!reflectEqual(got.Reactions, map[string][]string{"👍": {"b"}}) {
+		t.Errorf("CreateMessage(repeat after edit) = %+v, created %v, %v", got, created, err)
+	}
+
+	// Another author, another room, or no clientMsgId: new messages.
+	if m := send(t, s, "r1", "b", "b's", clientMsgID("c-1")); m.Seq != 2 {
+		t.Errorf("another author's c-1: seq %d, want 2", m.Seq)
+	}
+	if m := send(t, s, "r2", "a", "elsewhere", clientMsgID("c-1")); m.Seq != 1 {
+		t.Errorf("c-1 in another room: seq %d, want 1", m.Seq)
+	}
+	if m := send(t, s, "r1", "a", "c-2", clientMsgID("c-2")); m.Seq != 3 {
+		t.Errorf("another clientMsgId: seq %d, want 3", m.Seq)
+	}
+	for i := range 2 {
+		if m := send(t, s, "r1", "a", "no client id"); m.Seq != int64(4+i) {
+			t.Errorf("message without clientMsgId: seq %d, want %d", m.Seq, 4+i)
+		}
+	}
+}
+
+func messageEdit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	m := send(t, s, "r1", "a", "before")
+	other := send(t, s, "r1", "a", "other")
+	if _, _, err := s.AddReaction(ctx, m.ID, "👍", "b"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Second)
+	got, err := s.EditMessage(ctx, m.ID, "after", at)
+	if err != nil {
+		t.Fatalf("EditMessage: %v", err)
+	}
+	want := m
+	want.Content = "after"
+	want.EditedAt = ptr(mesh.TimeOf(at))
+	want.Reactions = map[string][]string{"👍": {"b"}} // edits keep reactions
+	checkMessage(t, "EditMessage", got, want)
+	stored, err := s.Message(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, "Message after edit", stored, want)
+
+	at2 := at.Add(time.Minute)
+	if got, err = s.EditMessage(ctx, m.ID, "again", at2); err != nil {
+		t.Fatal(err)
+	}
+	want.Content, want.EditedAt = "again", ptr(mesh.TimeOf(at2))
+	checkMessage(t, "second EditMessage", got, want)
+
+	stored, err = s.Message(ctx, other.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, "the other message", stored, other)
+
+	if _, err := s.DeleteMessage(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.EditMessage(ctx, m.ID, "resurrected", time.Now())
+	wantCode(t, "EditMessage of a deleted message", err, mesh.CodeNotFound)
+	if stored, err = s.Message(ctx, m.ID); err != nil || stored.Content != "" || !stored.Deleted {
+		t.Errorf("deleted message after an edit attempt: %+v, %v", stored, err)
+	}
+}
+
+func messageDelete(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	first := send(t, s, "r1", "a", "secret", clientMsgID("c-1"))
+	second := send(t, s, "r1", "a", "stays")
+	for _, p := range []string{"a", "b"} {
+		if _, _, err := s.AddReaction(ctx, first.ID, "👍", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.AddReaction(ctx, second.ID, "👍", "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.DeleteMessage(ctx, first.ID)
+	if err != nil {
+		t.Fatalf("DeleteMessage: %v", err)
+	}
+	want := first
+	want.Content, want.Deleted, want.Reactions = "", true, map[string][]string{}
+	checkMessage(t, "DeleteMessage", got, want)
+	stored, err := s.Message(ctx, first.ID)
+	if err != nil {
+		t.Fatalf("Message after delete: %v", err)
+	}
+	checkMessage(t, "Message after delete", stored, want)
+
+	// Again: not an error, same result.
+	got, err = s.DeleteMessage(ctx, first.ID)
+	if err != nil {
+		t.Fatalf("DeleteMessage again: %v", err)
+	}
+	checkMessage(t, "DeleteMessage again", got, want)
+
+	// No reactions on a deleted message.
+	_, _, err = s.AddReaction(ctx, first.ID, "❤️", "c")
+	wantCode(t, "AddReaction on a deleted message", err, mesh.CodeNotFound)
+	got, removed, err := s.RemoveReaction(ctx, first.ID, "👍", "a")
+	if err != nil || removed {
+		t.Errorf("RemoveReaction on a deleted message = %v, %v; want false, nil", removed, err)
+	}
+	checkMessage(t, "RemoveReaction on a deleted message", got, want)
+
+	// The seq is kept: LastSeq does not move back, the next message continues.
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 2 {
+		t.Errorf("LastSeq = %d, %v; want 2", seq, err)
+	}
+	if m := send(t, s, "r1", "a", "next"); m.Seq != 3 {
+		t.Errorf("next message: seq %d, want 3", m.Seq)
+	}
+	// The clientMsgId stays taken: a retry of the deleted message does not bring it back.
+	got, created, err := s.CreateMessage(ctx, newMessage("r1", "a", "secret", clientMsgID("c-1")))
+	if err != nil || created || got.ID != first.ID || !got.Deleted {
+		t.Errorf("retry of the deleted message = %+v, created %v, %v; want the deleted one", got, created, err)
+	}
+	// Other messages keep their reactions.
+	stored, err = s.Message(ctx, second.ID)
+	if err != nil || !reflectEqual(stored.Reactions, map[string][]string{"👍": {"a"}}) {
+		t.Errorf("the other message's reactions = %v, %v", stored.Reactions, err)
+	}
+}
+
+func messageConcurrentSeq(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	var (
+		mu   sync.Mutex
+		got  []int64
+		byID = map[string]int64{}
+	)
+	concurrently(Workers, func(w int) {
+		for i := range PerWorker {
+			m, created, err := s.CreateMessage(ctx, newMessage("r1", fmt.Sprintf("p%d", w), fmt.Sprint(i)))
+			if err != nil || !created {
+				t.Errorf("worker %d: CreateMessage = created %v, %v", w, created, err)
+				return
+			}
+			mu.Lock()
+			got = append(got, m.Seq)
+			byID[m.ID] = m.Seq
+			mu.Unlock()
+		}
+	})
+	const n = Workers * PerWorker
+	slices.Sort(got)
+	wantEqual(t, "seqs returned (sorted)", got, seqRange(1, n))
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != n {
+		t.Errorf("LastSeq = %d, %v; want %d", seq, err, n)
+	}
+	// What is stored agrees with what was returned, read in pages from the latest back.
+	var stored []int64
+	for before := int64(0); ; {
+		page := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", Before: before, Limit: mesh.MaxListLimit})
+		if len(page) == 0 {
+			break
+		}
+		for _, m := range page {
+			if byID[m.ID] != m.Seq {
+				t.Errorf("message %s: stored seq %d, returned %d", m.ID, m.Seq, byID[m.ID])
+			}
+		}
+		stored = append(seqs(page), stored...)
+		if before = page[0].Seq; before == 1 {
+			break
+		}
+	}
+	wantEqual(t, "seqs stored", stored, seqRange(1, n))
+}
+
+func messageConcurrentClientMsgID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	var (
+		created atomic.Int32
+		mu      sync.Mutex
+		ids     = map[string]bool{}
+	)
+	concurrently(Workers, func(w int) {
+		m, ok, err := s.CreateMessage(ctx, newMessage("r1", "a", fmt.Sprint("try ", w), clientMsgID("c-1")))
+		if err != nil {
+			t.Errorf("CreateMessage: %v", err)
+			return
+		}
+		if ok {
+			created.Add(1)
+		}
+		if m.Seq != 1 {
+			t.Errorf("worker %d got seq %d, want 1", w, m.Seq)
+		}
+		mu.Lock()
+		ids[m.ID] = true
+		mu.Unlock()
+	})
+	if created.Load() != 1 || len(ids) != 1 {
+		t.Errorf("%d created, %d distinct messages returned; want 1 and 1", created.Load(), len(ids))
+	}
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 1 {
+		t.Errorf("LastSeq = %d, %v; want 1", seq, err)
+	}
+	if ms := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"}); len(ms) != 1 {
+		t.Errorf("%d messages stored, want 1", len(ms))
+	}
+}
+
+func listLatest(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	sendN(t, s, "r1", "a", 120)
+	wantEqual(t, "latest (default limit)", seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"})),
+		seqRange(71, 120))
+	wantEqual(t, "latest 10", seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", Limit: 10})),
+		seqRange(111, 120))
+	createRoom(t, s, "r2", "a", false)
+	if ms := list(t, s, store.MessageQuery{RoomID: "r2", Viewer: "a"}); len(ms) != 0 {
+		t.Errorf("empty room: %d messages", len(ms))
+	}
+}
+
+func listLimit(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	sendN(t, s, "r1", "a", mesh.MaxListLimit+20)
+	const last = mesh.MaxListLimit + 20
+	for _, tc := range []struct {
+		limit int
+		want  int64
+	}{
+		{0, mesh.DefaultListLimit},
+		{-5, mesh.DefaultListLimit},
+		{1, 1},
+		{mesh.MaxListLimit, mesh.MaxListLimit},
+		{mesh.MaxListLimit + 1, mesh.MaxListLimit},
+		{1000, mesh.MaxListLimit},
+	} {
+		got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", Limit: tc.limit}))
+		wantEqual(t, fmt.Sprintf("latest, limit %d", tc.limit), got, seqRange(last-tc.want+1, last))
+		got = seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", After: 1, Limit: tc.limit}))
+		wantEqual(t, fmt.Sprintf("after 1, limit %d", tc.limit), got, seqRange(2, tc.want+1))
+	}
+}
+
+func listAfter(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	sendN(t, s, "r1", "a", 120)
+	for _, tc := range []struct {
+		after    int64
+		limit    int
+		from, to int64
+	}{
+		{5, 3, 6, 8},
+		{5, 0, 6, 55}, // the first 50 after, not the last 50
+		{118, 10, 119, 120},
+		{119, 0, 120, 120},
+		{120, 0, 1, 0},
+		{500, 0, 1, 0},
+	} {
+		got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", After: tc.after, Limit: tc.limit}))
+		wantEqual(t, fmt.Sprintf("after %d, limit %d", tc.after, tc.limit), got, seqRange(tc.from, tc.to))
+	}
+}
+
+func listBefore(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	sendN(t, s, "r1", "a", 120)
+	for _, tc := range []struct {
+		before   int64
+		limit    int
+		from, to int64
+	}{
+		{10, 3, 7, 9},
+		{100, 0, 50, 99}, // the last 50 before, in ascending order
+		{3, 10, 1, 2},
+		{2, 0, 1, 1},
+		{1, 0, 1, 0},
+		{500, 5, 116, 120},
+	} {
+		got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", Before: tc.before, Limit: tc.limit}))
+		wantEqual(t, fmt.Sprintf("before %d, limit %d", tc.before, tc.limit), got, seqRange(tc.from, tc.to))
+	}
+}
+
+func listWindow(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	sendN(t, s, "r1", "a", 120)
+	for _, tc := range []struct {
+		after, before int64
+		limit         int
+		from, to      int64
+	}{
+		{5, 9, 0, 6, 8},
+		{5, 9, 2, 6, 7}, // the first Limit of the window
+		{5, 100, 0, 6, 55},
+		{5, 6, 0, 1, 0},
+		{9, 5, 0, 1, 0},
+	} {
+		got := seqs(list(t, s, store.MessageQuery{
+			RoomID: "r1", Viewer: "a", After: tc.after, Before: tc.before, Limit: tc.limit}))
+		wantEqual(t, fmt.Sprintf("after %d before %d limit %d", tc.after, tc.before, tc.limit), got,
+			seqRange(tc.from, tc.to))
+	}
+}
+
+func listWhispers(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	addMember(t, s, "r1", "b")
+	addMember(t, s, "r1", "c")
+	root := send(t, s, "r1", "a", "1 public")
+	send(t, s, "r1", "a", "2 a to b", to("b"))
+	send(t, s, "r1", "b", "3 b to a", to("a"))
+	send(t, s, "r1", "c", "4 public")
+	send(t, s, "r1", "c", "5 c to c", to("c"))
+	send(t, s, "r1", "a", "6 public")
+
+	for _, tc := range []struct {
+		viewer string
+		want   []int64
+	}{
+		{"a", []int64{1, 2, 3, 4, 6}},
+		{"b", []int64{1, 2, 3, 4, 6}},
+		{"c", []int64{1, 4, 5, 6}},
+		{"d", []int64{1, 4, 6}},
+		{"", []int64{1, 4, 6}},
+	} {
+		got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: tc.viewer}))
+		wantEqual(t, "visible to "+tc.viewer, got, tc.want)
+	}
+	// Limit counts what the viewer may see, in every direction.
+	wantEqual(t, "latest 2 for d", seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "d", Limit: 2})),
+		[]int64{4, 6})
+	wantEqual(t, "first 2 after 1 for d",
+		seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "d", After: 1, Limit: 2})), []int64{4, 6})
+	wantEqual(t, "last 2 before 6 for d",
+		seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "d", Before: 6, Limit: 2})), []int64{1, 4})
+	// Whispers stay hidden in threads too.
+	send(t, s, "r1", "a", "7 whisper in thread", to("b"), inThread(root.ID))
+	wantEqual(t, "thread for d", seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "d", ThreadID: root.ID})),
+		[]int64{1})
+	wantEqual(t, "thread for b", seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "b", ThreadID: root.ID})),
+		[]int64{1, 7})
+}
+
+func listThread(t *testing.T, s store.Store) {
+	createRoom(t, s, "r1", "a", false)
+	root := send(t, s, "r1", "a", "1 root")
+	send(t, s, "r1", "b", "2 reply", inThread(root.ID))
+	other := send(t, s, "r1", "a", "3 another root")
+	send(t, s, "r1", "b", "4 reply", inThread(root.ID))
+	send(t, s, "r1", "a", "5 other reply", inThread(other.ID))
+	send(t, s, "r1", "a", "6 unthreaded")
+	send(t, s, "r1", "b", "7 reply", inThread(root.ID))
+
+	q := func(thread string, after, before int64, limit int) []int64 {
+		return seqs(list(t, s, store.MessageQuery{
+			RoomID: "r1", Viewer: "a", ThreadID: thread, After: after, Before: before, Limit: limit}))
+	}
+	wantEqual(t, "thread", q(root.ID, 0, 0, 0), []int64{1, 2, 4, 7})
+	wantEqual(t, "other thread", q(other.ID, 0, 0, 0), []int64{3, 5})
+	wantEqual(t, "thread after 1", q(root.ID, 1, 0, 0), []int64{2, 4, 7})
+	wantEqual(t, "thread, latest 2", q(root.ID, 0, 0, 2), []int64{4, 7})
+	wantEqual(t, "thread before 7, limit 2", q(root.ID, 0, 7, 2), []int64{2, 4})
+	wantEqual(t, "thread after 2, limit 1", q(root.ID, 2, 0, 1), []int64{4})
+	wantEqual(t, "unknown thread", q("missing", 0, 0, 0), []int64{})
+	// The thread of a message in another room is not this room's.
+	createRoom(t, s, "r2", "a", false)
+	if ms := list(t, s, store.MessageQuery{RoomID: "r2", Viewer: "a", ThreadID: root.ID}); len(ms) != 0 {
+		t.Errorf("thread %s listed in r2: %d messages", root.ID, len(ms))
+	}
+}
+
+// listContent checks that listed messages carry every field, reactions included.
+func listContent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	want := []mesh.Message{
+		send(t, s, "r1", "a", "plain"),
+		send(t, s, "r1", "a", "whisper", to("b"), clientMsgID("c-9")),
+	}
+	want = append(want, send(t, s, "r1", "b", "reply", inThread(want[0].ID)))
+	for _, r := range []struct {
+		i        int
+		emoji, p string
+	}{
+		{0, "👍", "b"}, {0, "👍", "a"}, {0, "🎉", "c"}, {2, "👍", "a"},
+	} {
+		m, _, err := s.AddReaction(ctx, want[r.i].ID, r.emoji, r.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[r.i] = m
+	}
+	edited, err := s.EditMessage(ctx, want[2].ID, "reply, edited", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[2] = edited
+	wantEqual(t, "reactions", want[0].Reactions, map[string][]string{"👍": {"b", "a"}, "🎉": {"c"}})
+
+	got := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"})
+	if len(got) != len(want) {
+		t.Fatalf("listed %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		checkMessage(t, fmt.Sprintf("listed message %d", i+1), got[i], want[i])
+	}
+}
+
+func listDeleted(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	ms := sendN(t, s, "r1", "a", 5)
+	if _, err := s.DeleteMessage(ctx, ms[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	got := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"})
+	wantEqual(t, "seqs with a deleted message", seqs(got), seqRange(1, 5))
+	if len(got) == 5 && (!got[2].Deleted || got[2].Content != "" || got[2].ID != ms[2].ID) {
+		t.Errorf("listed deleted message = %+v", got[2])
+	}
+}
+
+func reflectEqual(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,334 @@
+package storetest
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+var participantTests = []test{
+	{"CreateAndRead", participantCreateAndRead},
+	{"EmailCaseInsensitive", participantEmailCaseInsensitive},
+	{"EmailTaken", participantEmailTaken},
+	{"NoEmail", participantNoEmail},
+	{"NotFound", participantNotFound},
+	{"ByIDs", participantsByIDs},
+	{"Count", participantCount},
+	{"Update", participantUpdate},
+	{"AnyOrder", participantAnyOrder},
+	{"FirstBecomesOwner", participantFirstBecomesOwner},
+	{"OnlyFirst", participantOnlyFirst},
+	{"ConcurrentFirstBecomesOwner", participantConcurrentFirstBecomesOwner},
+	{"ConcurrentOnlyFirst", participantConcurrentOnlyFirst},
+	{"ConcurrentSameEmail", participantConcurrentSameEmail},
+}
+
+func participantCreateAndRead(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	human := account("p1", "ada@example.com")
+	checkAccount(t, "CreateParticipant(human)", createParticipant(t, s, human, store.AnyOrder), human)
+	bot := account("p2", "bot@example.com")
+	bot.IsAgent = true
+	bot.Role = mesh.RoleAgent
+	bot.OwnerID = ptr("p1")
+	bot.DID = ptr("did:key:z6MkBot")
+	bot.Status = mesh.StatusOnline
+	bot.Banned = true
+	bot.Deactivated = true
+	gotBot := createParticipant(t, s, bot, store.AnyOrder)
+	checkAccount(t, "CreateParticipant(bot)", gotBot, bot)
+
+	for _, want := range []store.Account{human, bot} {
+		got, err := s.ParticipantByID(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("ParticipantByID(%s): %v", want.ID, err)
+		}
+		checkAccount(t, "ParticipantByID("+want.ID+")", got, want)
+		got, err = s.ParticipantByEmail(ctx, want.Email)
+		if err != nil {
+			t.Fatalf("ParticipantByEmail(%s): %v", want.Email, err)
+		}
+		checkAccount(t, "ParticipantByEmail("+want.Email+")", got, want)
+	}
+}
+
+func participantEmailCaseInsensitive(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	for _, email := range []string{"ADA@EXAMPLE.COM", "Ada@Example.com", "ada@EXAMPLE.com"} {
+		got, err := s.ParticipantByEmail(ctx, email)
+		if err != nil {
+			t.Fatalf("ParticipantByEmail(%s): %v", email, err)
+		}
+		checkAccount(t, "ParticipantByEmail("+email+")", got, want)
+	}
+	// A caller that forgets to lower-case still gets a lower-cased, findable email.
+	mixed := createParticipant(t, s, account("p2", "Bob@Example.COM"), store.AnyOrder)
+	if mixed.Email != "bob@example.com" {
+		t.Errorf("CreateParticipant(Bob@Example.COM).Email = %q, want bob@example.com", mixed.Email)
+	}
+	got, err := s.ParticipantByEmail(ctx, "bob@example.com")
+	if err != nil || got.ID != "p2" {
+		t.Errorf("ParticipantByEmail(bob@example.com) = %s, %v; want p2", got.ID, err)
+	}
+}
+
+func participantEmailTaken(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	for i, email := range []string{"ada@example.com", "ADA@example.com"} {
+		for _, mode := range []store.FirstMode{store.AnyOrder, store.FirstBecomesOwner} {
+			_, err := s.CreateParticipant(ctx, account(fmt.Sprintf("p%d%d", i, mode), email), mode)
+			wantCode(t, fmt.Sprintf("CreateParticipant(%s, mode %d)", email, mode), err, mesh.CodeConflict)
+		}
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
+		t.Errorf("CountParticipants = %d, %v; want 1 (nothing stored on conflict)", n, err)
+	}
+	got, err := s.ParticipantByEmail(ctx, "ada@example.com")
+	if err != nil || got.ID != "p1" {
+		t.Errorf("ParticipantByEmail = %s, %v; want the first account p1", got.ID, err)
+	}
+}
+
+func participantNoEmail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"bot1", "bot2", "bot3"} {
+		a := account(id, "")
+		a.IsAgent = true
+		createParticipant(t, s, a, store.AnyOrder)
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 3 {
+		t.Errorf("CountParticipants = %d, %v; want 3 (empty emails never conflict)", n, err)
+	}
+	got, err := s.ParticipantByID(ctx, "bot2")
+	if err != nil || got.Email != "" {
+		t.Errorf("ParticipantByID(bot2) = email %q, %v; want no email", got.Email, err)
+	}
+	_, err = s.ParticipantByEmail(ctx, "")
+	wantCode(t, `ParticipantByEmail("")`, err, mesh.CodeNotFound)
+}
+
+func participantNotFound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	_, err := s.ParticipantByID(ctx, "nobody")
+	wantCode(t, "ParticipantByID(nobody)", err, mesh.CodeNotFound)
+	_, err = s.ParticipantByEmail(ctx, "nobody@example.com")
+	wantCode(t, "ParticipantByEmail(nobody@example.com)", err, mesh.CodeNotFound)
+	_, err = s.UpdateParticipant(ctx, "nobody", store.ParticipantUpdate{DisplayName: ptr("x")})
+	wantCode(t, "UpdateParticipant(nobody)", err, mesh.CodeNotFound)
+}
+
+func participantsByIDs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"p1", "p2", "p3"} {
+		createParticipant(t, s, account(id, id+"@example.com"), store.AnyOrder)
+	}
+	got, err := s.ParticipantsByIDs(ctx, []string{"p3", "missing", "p1"})
+	if err != nil {
+		t.Fatalf("ParticipantsByIDs: %v", err)
+	}
+	gotIDs := make([]string, len(got))
+	for i, a := range got {
+		gotIDs[i] = a.ID
+		if a.Email != a.ID+"@example.com" || a.DisplayName != "Name of "+a.ID {
+			t.Errorf("ParticipantsByIDs: account %s came back as %+v", a.ID, a)
+		}
+	}
+	wantSet(t, "ParticipantsByIDs(p3, missing, p1)", gotIDs, []string{"p1", "p3"})
+
+	for _, ids := range [][]string{nil, {}, {"missing"}} {
+		got, err := s.ParticipantsByIDs(ctx, ids)
+		if err != nil || len(got) != 0 {
+			t.Errorf("ParticipantsByIDs(%v) = %v, %v; want none", ids, got, err)
+		}
+	}
+}
+
+func participantCount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for i := range 5 {
+		if n, err := s.CountParticipants(ctx); err != nil || n != i {
+			t.Fatalf("CountParticipants = %d, %v; want %d", n, err, i)
+		}
+		a := account(fmt.Sprintf("p%d", i), fmt.Sprintf("p%d@example.com", i))
+		a.Banned = i%2 == 0 // banned accounts count too
+		createParticipant(t, s, a, store.AnyOrder)
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 5 {
+		t.Errorf("CountParticipants = %d, %v; want 5", n, err)
+	}
+}
+
+func participantUpdate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+
+	steps := []struct {
+		name   string
+		u      store.ParticipantUpdate
+		change func(a *store.Account)
+	}{
+		{"nothing", store.ParticipantUpdate{}, func(*store.Account) {}},
+		{"display name", store.ParticipantUpdate{DisplayName: ptr("Ada L.")},
+			func(a *store.Account) { a.DisplayName = "Ada L." }},
+		{"role", store.ParticipantUpdate{Role: ptr(mesh.RoleModerator)},
+			func(a *store.Account) { a.Role = mesh.RoleModerator }},
+		{"banned", store.ParticipantUpdate{Banned: ptr(true)},
+			func(a *store.Account) { a.Banned = true }},
+		{"deactivated", store.ParticipantUpdate{Deactivated: ptr(true)},
+			func(a *store.Account) { a.Deactivated = true }},
+		{"all back", store.ParticipantUpdate{
+			DisplayName: ptr("Ada"), Role: ptr(mesh.RoleAdmin), Banned: ptr(false), Deactivated: ptr(false)},
+			func(a *store.Account) {
+				a.DisplayName, a.Role, a.Banned, a.Deactivated = "Ada", mesh.RoleAdmin, false, false
+			}},
+	}
+	for _, st := range steps {
+		st.change(&want)
+		got, err := s.UpdateParticipant(ctx, "p1", st.u)
+		if err != nil {
+			t.Fatalf("UpdateParticipant(%s): %v", st.name, err)
+		}
+		checkAccount(t, "UpdateParticipant("+st.name+")", got, want)
+		got, err = s.ParticipantByID(ctx, "p1")
+		if err != nil {
+			t.Fatalf("ParticipantByID after %s: %v", st.name, err)
+		}
+		checkAccount(t, "ParticipantByID after "+st.name, got, want)
+	}
+	got, err := s.ParticipantByID(ctx, "p2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccount(t, "the other participant", got, other)
+}
+
+func participantAnyOrder(t *testing.T, s store.Store) {
+	first := createParticipant(t, s, account("p1", "p1@example.com"), store.AnyOrder)
+	if first.Role != mesh.RoleMember {
+		t.Errorf("AnyOrder: the first participant's role = %q, want it unchanged (member)", first.Role)
+	}
+	// Someone exists now: FirstBecomesOwner does not make an owner.
+	second := createParticipant(t, s, account("p2", "p2@example.com"), store.FirstBecomesOwner)
+	if second.Role != mesh.RoleMember {
+		t.Errorf("FirstBecomesOwner after AnyOrder: role = %q, want member", second.Role)
+	}
+}
+
+func participantFirstBecomesOwner(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	first := createParticipant(t, s, account("p1", "p1@example.com"), store.FirstBecomesOwner)
+	if first.Role != mesh.RoleOwner {
+		t.Errorf("first participant: role = %q, want owner", first.Role)
+	}
+	stored, err := s.ParticipantByID(ctx, "p1")
+	if err != nil || stored.Role != mesh.RoleOwner {
+		t.Errorf("stored first participant: role = %q, %v; want owner", stored.Role, err)
+	}
+	second := createParticipant(t, s, account("p2", "p2@example.com"), store.FirstBecomesOwner)
+	if second.Role != mesh.RoleMember {
+		t.Errorf("second participant: role = %q, want member", second.Role)
+	}
+}
+
+func participantOnlyFirst(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	first := createParticipant(t, s, account("p1", "p1@example.com"), store.OnlyFirst)
+	if first.Role != mesh.RoleOwner {
+		t.Errorf("OnlyFirst on an empty mesh: role = %q, want owner", first.Role)
+	}
+	_, err := s.CreateParticipant(ctx, account("p2", "p2@example.com"), store.OnlyFirst)
+	wantCode(t, "OnlyFirst once someone exists", err, mesh.CodeConflict)
+	_, err = s.ParticipantByID(ctx, "p2")
+	wantCode(t, "ParticipantByID of the refused participant", err, mesh.CodeNotFound)
+	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
+		t.Errorf("CountParticipants = %d, %v; want 1", n, err)
+	}
+}
+
+func participantConcurrentFirstBecomesOwner(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var owners atomic.Int32
+	concurrently(Workers, func(i int) {
+		id := fmt.Sprintf("p%d", i)
+		a, err := s.CreateParticipant(ctx, account(id, id+"@example.com"), store.FirstBecomesOwner)
+		if err != nil {
+			t.Errorf("CreateParticipant(%s): %v", id, err)
+			return
+		}
+		if a.Role == mesh.RoleOwner {
+			owners.Add(1)
+		}
+	})
+	if n := owners.Load(); n != 1 {
+		t.Errorf("%d registrations returned owner, want exactly 1", n)
+	}
+	ids := make([]string, Workers)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("p%d", i)
+	}
+	all, err := s.ParticipantsByIDs(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, a := range all {
+		if a.Role == mesh.RoleOwner {
+			stored++
+		}
+	}
+	if len(all) != Workers || stored != 1 {
+		t.Errorf("stored: %d participants, %d owners; want %d and 1", len(all), stored, Workers)
+	}
+}
+
+func participantConcurrentOnlyFirst(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var ok, conflicts atomic.Int32
+	concurrently(Workers, func(i int) {
+		id := fmt.Sprintf("p%d", i)
+		a, err := s.CreateParticipant(ctx, account(id, id+"@example.com"), store.OnlyFirst)
+		switch {
+		case err == nil && a.Role == mesh.RoleOwner:
+			ok.Add(1)
+		case mesh.IsCode(err, mesh.CodeConflict):
+			conflicts.Add(1)
+		default:
+			t.Errorf("CreateParticipant(%s, OnlyFirst) = role %q, %v", id, a.Role, err)
+		}
+	})
+	if ok.Load() != 1 || conflicts.Load() != Workers-1 {
+		t.Errorf("OnlyFirst: %d owners, %d conflicts; want 1 and %d", ok.Load(), conflicts.Load(), Workers-1)
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
+		t.Errorf("CountParticipants = %d, %v; want 1", n, err)
+	}
+}
+
+func participantConcurrentSameEmail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var ok, conflicts atomic.Int32
+	concurrently(Workers, func(i int) {
+		_, err := s.CreateParticipant(ctx, account(fmt.Sprintf("p%d", i), "same@example.com"), store.AnyOrder)
+		switch {
+		case err == nil:
+			ok.Add(1)
+		case mesh.IsCode(err, mesh.CodeConflict):
+			conflicts.Add(1)
+		default:
+			t.Errorf("CreateParticipant(p%d): %v", i, err)
+		}
+	})
+	if ok.Load() != 1 || conflicts.Load() != Workers-1 {
+		t.Errorf("same email: %d created, %d conflicts; want 1 and %d", ok.Load(), conflicts.Load(), Workers-1)
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
+		t.Errorf("CountParticipants = %d, %v; want 1", n, err)
+	}
+}
