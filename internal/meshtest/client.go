@@ -119,11 +119,11 @@ type WS struct {
 	frames chan M
 	// backlog holds frames read while looking for another one, for later calls.
 	backlog []M
-	mu     sync.Mutex
-	closed bool
-	code   int
-	text   string
-	done   chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	code    int
+	text    string
+	done    chan struct{}
 }
 
 // DialWS opens a socket to base's /ws (without authenticating).
