@@ -327,6 +327,8 @@ func (g *Gateway) authenticate(s *socket, ref string, fields map[string]json.Raw
 		frames = append(frames, mustJSON(map[string]any{"type": "ack", "ref": ref, "participantId": s.participantID}))
 	}
 	g.hub.activate(s, frames...)
+	// From now on the socket lives as long as it answers pings.
+	_ = s.conn.SetReadDeadline(time.Now().Add(2 * g.cfg.PingInterval))
 }
 
 func errorFrame(ref string, e *mesh.Error) []byte {

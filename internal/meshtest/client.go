@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -121,6 +122,7 @@ type WS struct {
 	backlog []M
 	mu      sync.Mutex
 	closed  bool
+	paused  chan struct{}
 	code    int
 	text    string
 	done    chan struct{}
@@ -130,7 +132,13 @@ type WS struct {
 func DialWS(t testing.TB, base string) *WS {
 	t.Helper()
 	u := "ws" + strings.TrimPrefix(strings.TrimRight(base, "/"), "http") + "/ws"
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10) // bounded, so a paused client is really slow
+		}
+		return c, err
+	}}
 	conn, _, err := d.Dial(u, nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v", u, err)
@@ -145,6 +153,12 @@ func (w *WS) read() {
 	defer close(w.done)
 	defer close(w.frames)
 	for {
+		w.mu.Lock()
+		gate := w.paused
+		w.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		_, data, err := w.Conn.ReadMessage()
 		if err != nil {
 			w.mu.Lock()
@@ -163,6 +177,25 @@ func (w *WS) read() {
 			default: // a test that reads nothing does not block the reader
 			}
 		}
+	}
+}
+
+// Pause stops reading from the socket after the frame being read (a slow client).
+func (w *WS) Pause() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.paused == nil {
+		w.paused = make(chan struct{})
+	}
+}
+
+// Resume reads again.
+func (w *WS) Resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.paused != nil {
+		close(w.paused)
+		w.paused = nil
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// Msg is one message received on a subscription.
+// Msg is one message received on a subscription. Data may be shared with other
+// subscriptions: receivers must not modify it.
 type Msg struct {
 	Subject string
 	Data    []byte
@@ -42,7 +43,8 @@ type Subscription interface {
 	Close() error
 }
 
-// Entry is one entry of a stream as a consumer sees it.
+// Entry is one entry of a stream as a consumer sees it. Data may be shared with other
+// consumers: handlers must not modify it.
 type Entry struct {
 	ID     string
 	Stream string
@@ -60,9 +62,10 @@ type Handler func(ctx context.Context, e Entry) error
 type ConsumeOptions struct {
 	// Concurrency is how many entries are handled at once (1 keeps stream order).
 	Concurrency int
-	// ReclaimIdle is how long an entry may stay pending (delivered, not acked) before any
-	// consumer of the group claims it: a consumer that died has its entries handled by the
-	// others. Zero means 30 s.
+	// ReclaimIdle is how long an entry may stay idle (pending, and not held by a live
+	// consumer: its handler failed, or its consumer stopped or died) before any consumer of
+	// the group claims it: a consumer that died has its entries handled by the others. A live
+	// consumer keeps the entries it holds, however slow its handlers. Zero means 30 s.
 	ReclaimIdle time.Duration
 	// MaxDeliveries drops (acks and counts) an entry delivered this many times without
 	// success, so one poison entry cannot block a group forever. Zero means 10.
@@ -73,13 +76,15 @@ type ConsumeOptions struct {
 
 // Streams is an ordered, acknowledged log read by consumer groups.
 type Streams interface {
-	// Append adds data at the end of stream and returns its id. The stream keeps at most the
-	// bus's configured length of entries (old entries are trimmed once every group has
-	// acknowledged them or the length is exceeded).
+	// Append adds data at the end of stream and returns its id. The stream keeps about the
+	// bus's configured length of entries: older ones are trimmed, whether or not every group
+	// has read them (as Redis's XADD MAXLEN does), so a group that falls that far behind loses
+	// entries.
 	Append(ctx context.Context, stream string, data []byte) (id string, err error)
 	// Consume reads stream as consumer of group (created at the stream's start if it does not
 	// exist) and calls h for each entry, until ctx is done; it then waits for handlers in
-	// flight and returns ctx.Err(). Each entry is delivered to one consumer of the group;
+	// flight and returns ctx.Err() (bus.ErrClosed if the bus was closed first; the handlers'
+	// ctx is cancelled either way). Errors of the bus's backend are retried, not returned. Each entry is delivered to one consumer of the group;
 	// every group sees every entry.
 	Consume(ctx context.Context, stream, group, consumer string, opts ConsumeOptions, h Handler) error
 }

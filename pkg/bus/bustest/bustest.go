@@ -55,6 +55,7 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 			{"OrderPerSubject", testOrderPerSubject},
 			{"AddRemoveOnReturn", testAddRemoveOnReturn},
 			{"AddIsIdempotent", testAddIsIdempotent},
+			{"AddThenPublish", testAddThenPublish},
 			{"SubscriptionClose", testSubscriptionClose},
 			{"SlowSubscriber", testSlowSubscriber},
 		}},
@@ -64,6 +65,7 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 			{"GroupsShareConsumersSplit", testGroups},
 			{"ErrorRedelivers", testErrorRedelivers},
 			{"StoppedConsumerReclaimed", testStoppedConsumerReclaimed},
+			{"SlowHandlerKeepsEntries", testSlowHandlerKeepsEntries},
 			{"MaxDeliveriesDropsPoison", testMaxDeliveries},
 			{"Concurrency", testConcurrency},
 			{"ConsumeReturnsOnCancel", testConsumeReturnsOnCancel},
@@ -312,6 +314,40 @@ func testAddRemoveOnReturn(t *testing.T, b bus.Bus) {
 		}
 	}
 	expectNone(t, s)
+}
+
+// testAddThenPublish publishes right after Add, many times, to catch an Add that returns
+// before the subscription is in place (on Redis: before the server confirmed SUBSCRIBE).
+func testAddThenPublish(t *testing.T, b bus.Bus) {
+	ctx := testCtx(t)
+	s := subscribe(t, b)
+	const rounds = 200
+	for i := range rounds {
+		subj := "r" + strconv.Itoa(i)
+		if err := s.Add(ctx, subj); err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+		publish(t, b, subj, "m")
+	}
+	got := make(map[string]int)
+	deadline := time.After(Eventually)
+	for len(got) < rounds {
+		select {
+		case m := <-s.Messages():
+			got[m.Subject]++
+		case <-deadline:
+			for i := range rounds {
+				if subj := "r" + strconv.Itoa(i); got[subj] == 0 {
+					t.Fatalf("the message on %s, published after Add(%s) returned, was lost", subj, subj)
+				}
+			}
+		}
+	}
+	for subj, n := range got {
+		if n != 1 {
+			t.Fatalf("%d messages on %s, want 1", n, subj)
+		}
+	}
 }
 
 func testAddIsIdempotent(t *testing.T, b bus.Bus) {
@@ -566,6 +602,45 @@ func testStoppedConsumerReclaimed(t *testing.T, b bus.Bus) {
 	}
 	if time.Since(stoppedAt) > Eventually/2 {
 		t.Fatalf("reclaimed %s after a stopped, ReclaimIdle is %s", time.Since(stoppedAt), ReclaimIdle)
+	}
+}
+
+// testSlowHandlerKeepsEntries checks that a live consumer keeps the entries it holds (in its
+// handler, or fetched and waiting for it) however long they take, past ReclaimIdle.
+func testSlowHandlerKeepsEntries(t *testing.T, b bus.Bus) {
+	const n = 3
+	var (
+		mu      sync.Mutex
+		handled = make(map[string]string) // data -> consumer
+		total   atomic.Int64
+	)
+	started := make(chan struct{}, n)
+	taken := make(chan string, 2*n)
+	handler := func(consumer string, work time.Duration) bus.Handler {
+		return func(_ context.Context, e bus.Entry) error {
+			started <- struct{}{}
+			time.Sleep(work) // a slow handler, not a wait for an event
+			mu.Lock()
+			prev, dup := handled[string(e.Data)]
+			handled[string(e.Data)] = consumer
+			mu.Unlock()
+			if dup || e.Deliveries != 1 {
+				taken <- fmt.Sprintf("entry %s delivery %d to %s (handled by %s before)", e.Data, e.Deliveries, consumer, prev)
+			}
+			total.Add(1)
+			return nil
+		}
+	}
+	opts := fastOpts()
+	consume(t, b, "s", "g", "slow", opts, handler("slow", ReclaimIdle*3/2))
+	appendN(t, b, "s", 0, n)
+	recv(t, started, "slow handler start")
+	consume(t, b, "s", "g", "other", opts, handler("other", 0))
+	waitFor(t, "every entry handled", func() bool { return total.Load() >= n })
+	select {
+	case what := <-taken:
+		t.Fatalf("taken from a live consumer: %s", what)
+	case <-time.After(2 * ReclaimIdle):
 	}
 }
 

@@ -95,10 +95,8 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 				return nil
 			}
 		}
-		err := s.r.QueryRowContext(ctx, `SELECT last_seq + 1 FROM rooms WHERE id = ?`, m.RoomID).Scan(&m.Seq)
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `UPDATE rooms SET last_seq = ? WHERE id = ?`, m.Seq, m.RoomID)
-		}
+		err := tx.QueryRowContext(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?
+			RETURNING last_seq`, m.RoomID).Scan(&m.Seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("room", m.RoomID)
 		}

@@ -241,6 +241,26 @@ func nonNil(m map[string][]string) map[string][]string {
 	return m
 }
 
+// Rounds is how many times the concurrency tests repeat a race that can be repeated.
+const Rounds = 20
+
+// warmUp makes concurrent reads, so that the connection pools of the store are full and the
+// writers that race next really overlap (rather than the first finishing while the others
+// are still connecting).
+func warmUp(t *testing.T, s store.Store) {
+	t.Helper()
+	for range 3 {
+		concurrently(Workers, func(int) {
+			if _, err := s.CountParticipants(t.Context()); err != nil {
+				t.Errorf("warm up: %v", err)
+			}
+			if _, _, err := s.Setting(t.Context(), "warm-up"); err != nil {
+				t.Errorf("warm up: %v", err)
+			}
+		})
+	}
+}
+
 // concurrently runs fn(0) ... fn(n-1) in n goroutines released together, and waits for them.
 // fn must report failures with t.Errorf, not t.Fatal.
 func concurrently(n int, fn func(i int)) {

@@ -122,9 +122,15 @@ func reactionOrder(t *testing.T, s store.Store) {
 }
 
 func reactionConcurrentAdd(t *testing.T, s store.Store) {
-	ctx := t.Context()
 	createRoom(t, s, "r1", "a", false)
-	m := send(t, s, "r1", "a", "react to me")
+	warmUp(t, s)
+	for range Rounds {
+		reactionConcurrentAddOnce(t, s, send(t, s, "r1", "a", "react to me"))
+	}
+}
+
+func reactionConcurrentAddOnce(t *testing.T, s store.Store, m mesh.Message) {
+	ctx := t.Context()
 	var added atomic.Int32
 	concurrently(Workers, func(w int) {
 		// Everyone adds the same reaction, and one of their own.
@@ -244,26 +250,30 @@ func settingSetIfAbsent(t *testing.T, s store.Store) {
 
 func settingConcurrentSetIfAbsent(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	var (
-		mu  sync.Mutex
-		got = map[string]int{}
-	)
-	concurrently(Workers, func(w int) {
-		v, err := s.SetSettingIfAbsent(ctx, "jwt.secret", fmt.Sprint("secret-", w))
-		if err != nil {
-			t.Errorf("SetSettingIfAbsent: %v", err)
-			return
+	warmUp(t, s)
+	for round := range Rounds {
+		key := fmt.Sprint("jwt.secret.", round)
+		var (
+			mu  sync.Mutex
+			got = map[string]int{}
+		)
+		concurrently(Workers, func(w int) {
+			v, err := s.SetSettingIfAbsent(ctx, key, fmt.Sprint("secret-", w))
+			if err != nil {
+				t.Errorf("SetSettingIfAbsent: %v", err)
+				return
+			}
+			mu.Lock()
+			got[v]++
+			mu.Unlock()
+		})
+		if len(got) != 1 {
+			t.Fatalf("concurrent SetSettingIfAbsent(%s) returned %v, want one value for all", key, got)
 		}
-		mu.Lock()
-		got[v]++
-		mu.Unlock()
-	})
-	if len(got) != 1 {
-		t.Fatalf("concurrent SetSettingIfAbsent returned %v, want one value for all", got)
-	}
-	for v := range got {
-		if stored, ok, err := s.Setting(ctx, "jwt.secret"); err != nil || !ok || stored != v {
-			t.Errorf("Setting = %q, %v, %v; want %q", stored, ok, err, v)
+		for v := range got {
+			if stored, ok, err := s.Setting(ctx, key); err != nil || !ok || stored != v {
+				t.Errorf("Setting(%s) = %q, %v, %v; want %q", key, stored, ok, err, v)
+			}
 		}
 	}
 }
@@ -313,26 +323,30 @@ func idempotencySaveAndGet(t *testing.T, s store.Store) {
 
 func idempotencyConcurrentSave(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	var (
-		mu  sync.Mutex
-		got = map[string]int{}
-	)
-	concurrently(Workers, func(w int) {
-		v, err := s.SaveResult(ctx, "p1", "k1", []byte(fmt.Sprint("result-", w)))
-		if err != nil {
-			t.Errorf("SaveResult: %v", err)
-			return
+	warmUp(t, s)
+	for round := range Rounds {
+		key := fmt.Sprint("k", round)
+		var (
+			mu  sync.Mutex
+			got = map[string]int{}
+		)
+		concurrently(Workers, func(w int) {
+			v, err := s.SaveResult(ctx, "p1", key, []byte(fmt.Sprint("result-", w)))
+			if err != nil {
+				t.Errorf("SaveResult: %v", err)
+				return
+			}
+			mu.Lock()
+			got[string(v)]++
+			mu.Unlock()
+		})
+		if len(got) != 1 {
+			t.Fatalf("concurrent SaveResult(%s) returned %v, want one result for all", key, got)
 		}
-		mu.Lock()
-		got[string(v)]++
-		mu.Unlock()
-	})
-	if len(got) != 1 {
-		t.Fatalf("concurrent SaveResult returned %v, want one result for all", got)
-	}
-	for v := range got {
-		if stored, ok, err := s.Result(ctx, "p1", "k1"); err != nil || !ok || string(stored) != v {
-			t.Errorf("Result = %q, %v, %v; want %q", stored, ok, err, v)
+		for v := range got {
+			if stored, ok, err := s.Result(ctx, "p1", key); err != nil || !ok || string(stored) != v {
+				t.Errorf("Result(%s) = %q, %v, %v; want %q", key, stored, ok, err, v)
+			}
 		}
 	}
 }

@@ -314,15 +314,22 @@ func messageConcurrentSeq(t *testing.T, s store.Store) {
 }
 
 func messageConcurrentClientMsgID(t *testing.T, s store.Store) {
+	warmUp(t, s)
+	for round := range Rounds {
+		messageConcurrentClientMsgIDOnce(t, s, fmt.Sprint("r", round))
+	}
+}
+
+func messageConcurrentClientMsgIDOnce(t *testing.T, s store.Store, room string) {
 	ctx := t.Context()
-	createRoom(t, s, "r1", "a", false)
+	createRoom(t, s, room, "a", false)
 	var (
 		created atomic.Int32
 		mu      sync.Mutex
 		ids     = map[string]bool{}
 	)
 	concurrently(Workers, func(w int) {
-		m, ok, err := s.CreateMessage(ctx, newMessage("r1", "a", fmt.Sprint("try ", w), clientMsgID("c-1")))
+		m, ok, err := s.CreateMessage(ctx, newMessage(room, "a", fmt.Sprint("try ", w), clientMsgID("c-1")))
 		if err != nil {
 			t.Errorf("CreateMessage: %v", err)
 			return
@@ -340,10 +347,10 @@ func messageConcurrentClientMsgID(t *testing.T, s store.Store) {
 	if created.Load() != 1 || len(ids) != 1 {
 		t.Errorf("%d created, %d distinct messages returned; want 1 and 1", created.Load(), len(ids))
 	}
-	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 1 {
+	if seq, err := s.LastSeq(ctx, room); err != nil || seq != 1 {
 		t.Errorf("LastSeq = %d, %v; want 1", seq, err)
 	}
-	if ms := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"}); len(ms) != 1 {
+	if ms := list(t, s, store.MessageQuery{RoomID: room, Viewer: "a"}); len(ms) != 1 {
 		t.Errorf("%d messages stored, want 1", len(ms))
 	}
 }

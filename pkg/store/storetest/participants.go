@@ -254,6 +254,7 @@ func participantOnlyFirst(t *testing.T, s store.Store) {
 
 func participantConcurrentFirstBecomesOwner(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	warmUp(t, s)
 	var owners atomic.Int32
 	concurrently(Workers, func(i int) {
 		id := fmt.Sprintf("p%d", i)
@@ -290,6 +291,7 @@ func participantConcurrentFirstBecomesOwner(t *testing.T, s store.Store) {
 
 func participantConcurrentOnlyFirst(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	warmUp(t, s)
 	var ok, conflicts atomic.Int32
 	concurrently(Workers, func(i int) {
 		id := fmt.Sprintf("p%d", i)
@@ -313,22 +315,27 @@ func participantConcurrentOnlyFirst(t *testing.T, s store.Store) {
 
 func participantConcurrentSameEmail(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	var ok, conflicts atomic.Int32
-	concurrently(Workers, func(i int) {
-		_, err := s.CreateParticipant(ctx, account(fmt.Sprintf("p%d", i), "same@example.com"), store.AnyOrder)
-		switch {
-		case err == nil:
-			ok.Add(1)
-		case mesh.IsCode(err, mesh.CodeConflict):
-			conflicts.Add(1)
-		default:
-			t.Errorf("CreateParticipant(p%d): %v", i, err)
+	warmUp(t, s)
+	for round := range Rounds {
+		var ok, conflicts atomic.Int32
+		email := fmt.Sprintf("same%d@example.com", round)
+		concurrently(Workers, func(i int) {
+			id := fmt.Sprintf("p%d-%d", round, i)
+			_, err := s.CreateParticipant(ctx, account(id, email), store.AnyOrder)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case mesh.IsCode(err, mesh.CodeConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("CreateParticipant(%s): %v", id, err)
+			}
+		})
+		if ok.Load() != 1 || conflicts.Load() != Workers-1 {
+			t.Errorf("round %d: %d created, %d conflicts; want 1 and %d", round, ok.Load(), conflicts.Load(), Workers-1)
 		}
-	})
-	if ok.Load() != 1 || conflicts.Load() != Workers-1 {
-		t.Errorf("same email: %d created, %d conflicts; want 1 and %d", ok.Load(), conflicts.Load(), Workers-1)
 	}
-	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
-		t.Errorf("CountParticipants = %d, %v; want 1", n, err)
+	if n, err := s.CountParticipants(ctx); err != nil || n != Rounds {
+		t.Errorf("CountParticipants = %d, %v; want %d", n, err, Rounds)
 	}
 }

@@ -1,0 +1,135 @@
+package sqlite
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+var benchIDs atomic.Int64
+
+func benchMessage(roomID string) mesh.Message {
+	n := benchIDs.Add(1)
+	return mesh.Message{
+		ID: fmt.Sprintf("m%012d", n), RoomID: roomID, AuthorID: fmt.Sprint("p", n%10),
+		Content: "a message of an ordinary length, about sixty bytes long......", CreatedAt: mesh.Now(),
+	}
+}
+
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "mesh.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if _, err := s.CreateRoom(b.Context(), mesh.Room{ID: "r1", Name: "bench", CreatedBy: "p0", CreatedAt: mesh.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkCreateMessage measures sending into one room: serially, and from GOMAXPROCS
+// goroutines at once (all contending for the room's seq).
+func BenchmarkCreateMessage(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		s := benchStore(b)
+		for b.Loop() {
+			if _, _, err := s.CreateMessage(b.Context(), benchMessage("r1")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s := benchStore(b)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := s.CreateMessage(b.Context(), benchMessage("r1")); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkListMessages reads the latest 50 messages of a 10,000-message room in which one
+// message in ten has reactions and one in twenty is a whisper.
+func BenchmarkListMessages(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	for i := range 10_000 {
+		m := benchMessage("r1")
+		if i%20 == 0 {
+			m.To = ptr("p1")
+		}
+		m, _, err := s.CreateMessage(ctx, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%10 == 0 {
+			for _, p := range []string{"p1", "p2", "p3"} {
+				if _, _, err := s.AddReaction(ctx, m.ID, "👍", p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	q := store.MessageQuery{RoomID: "r1", Viewer: "p2"}
+	check := func(ms []mesh.Message, err error) bool {
+		if err != nil || len(ms) != mesh.DefaultListLimit {
+			b.Errorf("ListMessages = %d messages, %v", len(ms), err)
+			return false
+		}
+		return true
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if !check(s.ListMessages(ctx, q)) {
+				return
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if !check(s.ListMessages(ctx, q)) {
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkMixed has GOMAXPROCS goroutines each send one message for every nine latest-50
+// reads: the read pool lets reads go on while the writer commits.
+func BenchmarkMixed(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	for range 1000 {
+		if _, _, err := s.CreateMessage(ctx, benchMessage("r1")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var err error
+			if n.Add(1)%10 == 0 {
+				_, _, err = s.CreateMessage(ctx, benchMessage("r1"))
+			} else {
+				_, err = s.ListMessages(ctx, store.MessageQuery{RoomID: "r1", Viewer: "p1"})
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
