@@ -275,7 +275,11 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Rooms = append(res.Rooms, mesh.SnapshotRoom{Room: room, Members: members})
+		last, err := s.store.LastSeq(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		res.Rooms = append(res.Rooms, mesh.SnapshotRoom{Room: room, Members: members, LastSeq: last})
 		for _, m := range members {
 			if !seen[m] {
 				seen[m] = true

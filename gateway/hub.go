@@ -109,7 +109,9 @@ func (h *hub) decRef(s string) (last bool) {
 
 // register subscribes for s (its participant and its rooms) and adds it to the hub,
 // not yet active: events for it are held until activate.
-func (h *hub) register(ctx context.Context, s *socket, rooms []string) error {
+// lastSeq, per room, is the highest seq the store had when the socket's session opened: a
+// room this gateway was not following yet expects the next one.
+func (h *hub) register(ctx context.Context, s *socket, rooms []string, lastSeq map[string]int64) error {
 	subjects := []string{mesh.ParticipantSubject(s.participantID)}
 	for _, r := range rooms {
 		subjects = append(subjects, mesh.RoomSubject(r))
@@ -126,7 +128,12 @@ func (h *hub) register(ctx context.Context, s *socket, rooms []string) error {
 	}
 	ps[s] = struct{}{}
 	for _, r := range rooms {
-		h.enterLocked(s, r)
+		if h.rooms[r] == nil {
+			h.enterLocked(s, r)
+			h.rooms[r].next = lastSeq[r] + 1
+		} else {
+			h.enterLocked(s, r)
+		}
 	}
 	s.registered = true
 	return nil

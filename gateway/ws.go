@@ -281,12 +281,14 @@ func (g *Gateway) authenticate(s *socket, ref string, fields map[string]json.Raw
 	}
 	s.participantID, s.tokenID, s.tokenExp, s.role = claims.ParticipantID, claims.TokenID, claims.ExpiresAt.Unix(), sess.Participant.Role
 	rooms := make([]string, len(sess.Rooms))
+	lastSeq := make(map[string]int64, len(sess.Rooms))
 	for i, r := range sess.Rooms {
 		rooms[i] = r.ID
+		lastSeq[r.ID] = r.LastSeq
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
 	defer cancel()
-	if err := g.hub.register(ctx, s, rooms); err != nil {
+	if err := g.hub.register(ctx, s, rooms, lastSeq); err != nil {
 		s.participantID = ""
 		s.send(errorFrame(ref, unavailable("the mesh could not take the connection")))
 		return

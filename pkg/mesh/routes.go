@@ -115,8 +115,10 @@ type SessionOpenResult struct {
 	Participants []Participant  `json:"participants"`
 }
 
-// SnapshotRoom is a room with its member ids, as the snapshot frame carries it.
+// SnapshotRoom is a room with its member ids and the highest seq of its messages, as the
+// snapshot frame carries it (a client that has seen up to LastSeq has seen everything).
 type SnapshotRoom struct {
 	Room
 	Members []string `json:"members"`
+	LastSeq int64    `json:"lastSeq"`
 }

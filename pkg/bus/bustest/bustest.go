@@ -207,6 +207,14 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// trySend sends v unless ch is full: a handler reporting to the test never blocks.
+func trySend[T any](ch chan<- T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
+}
+
 func fastOpts() bus.ConsumeOptions {
 	return bus.ConsumeOptions{Concurrency: 1, ReclaimIdle: ReclaimIdle, MaxDeliveries: 10, Batch: 16}
 }
@@ -615,17 +623,17 @@ func testSlowHandlerKeepsEntries(t *testing.T, b bus.Bus) {
 		total   atomic.Int64
 	)
 	started := make(chan struct{}, n)
-	taken := make(chan string, 2*n)
+	taken := make(chan string, 100)
 	handler := func(consumer string, work time.Duration) bus.Handler {
 		return func(_ context.Context, e bus.Entry) error {
-			started <- struct{}{}
+			trySend(started, struct{}{})
 			time.Sleep(work) // a slow handler, not a wait for an event
 			mu.Lock()
 			prev, dup := handled[string(e.Data)]
 			handled[string(e.Data)] = consumer
 			mu.Unlock()
 			if dup || e.Deliveries != 1 {
-				taken <- fmt.Sprintf("entry %s delivery %d to %s (handled by %s before)", e.Data, e.Deliveries, consumer, prev)
+				trySend(taken, fmt.Sprintf("entry %s delivery %d to %s (handled by %s before)", e.Data, e.Deliveries, consumer, prev))
 			}
 			total.Add(1)
 			return nil

@@ -148,3 +148,17 @@ func TestHandlerPanicIsAFailure(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func BenchmarkPublishFanout(b *testing.B) {
+	bustest.BenchPublishFanout(b, func(b *testing.B) bus.Bus { return benchBus(b) })
+}
+
+func BenchmarkAppendConsume(b *testing.B) {
+	bustest.BenchAppendConsume(b, func(b *testing.B) bus.Bus { return benchBus(b) })
+}
+
+func benchBus(b *testing.B) *membus.Bus {
+	bb := membus.New(membus.Options{StreamMaxLen: -1}) // the benchmark consumes what it appends
+	b.Cleanup(func() { _ = bb.Close() })
+	return bb
+}

@@ -259,3 +259,25 @@ func retry(t *testing.T, what string, f func() error) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 }
+
+func BenchmarkPublishFanout(b *testing.B) {
+	addr := testredis.Start(b)
+	bustest.BenchPublishFanout(b, func(b *testing.B) bus.Bus { return benchBus(b, addr) })
+}
+
+func BenchmarkAppendConsume(b *testing.B) {
+	addr := testredis.Start(b)
+	bustest.BenchAppendConsume(b, func(b *testing.B) bus.Bus { return benchBus(b, addr) })
+}
+
+func benchBus(b *testing.B, addr string) *redisbus.Bus {
+	bb, err := redisbus.New(testredis.Client(b, addr), redisbus.Options{
+		Prefix:       testredis.Prefix(b),
+		StreamMaxLen: -1, // the benchmark consumes what it appends
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bb.Close() })
+	return bb
+}

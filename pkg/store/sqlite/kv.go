@@ -17,7 +17,7 @@ func (s *Store) RevokeToken(ctx context.Context, tokenID, participantID string, 
 	last := s.lastPurge.Load()
 	purge := now.UnixMilli()-last >= s.purgeInterval.Milliseconds() &&
 		s.lastPurge.CompareAndSwap(last, now.UnixMilli())
-	return s.write(ctx, "revoke token", func(tx *sql.Tx) error {
+	return s.write(ctx, "revoke token", func(tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_tokens
 				(token_id, participant_id, expires_at, revoked_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (token_id) DO UPDATE SET expires_at = CASE
@@ -34,7 +34,7 @@ func (s *Store) RevokeToken(ctx context.Context, tokenID, participantID string, 
 }
 
 // purgeTokens deletes the revoked tokens that have expired by the store's clock.
-func (s *Store) purgeTokens(ctx context.Context, tx *sql.Tx) error {
+func (s *Store) purgeTokens(ctx context.Context, tx *wtx) error {
 	now := s.now().UnixMilli()
 	s.lastPurge.Store(now)
 	_, err := tx.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?`, now)
@@ -64,7 +64,7 @@ func (s *Store) Setting(ctx context.Context, key string) (string, bool, error) {
 
 // SetSetting stores value under key, replacing any value.
 func (s *Store) SetSetting(ctx context.Context, key, value string) error {
-	return s.write(ctx, "set setting", func(tx *sql.Tx) error {
+	return s.write(ctx, "set setting", func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 		return err
@@ -74,7 +74,7 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 // SetSettingIfAbsent stores value unless key is set, and returns what is stored.
 func (s *Store) SetSettingIfAbsent(ctx context.Context, key, value string) (string, error) {
 	var stored string
-	err := s.write(ctx, "set setting if absent", func(tx *sql.Tx) error {
+	err := s.write(ctx, "set setting if absent", func(tx *wtx) error {
 		// The no-op update makes RETURNING answer with the row already there.
 		return tx.QueryRowContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = settings.value
@@ -90,7 +90,7 @@ func (s *Store) SaveResult(ctx context.Context, scope, key string, result []byte
 		result = []byte{}
 	}
 	var stored []byte
-	err := s.write(ctx, "save result", func(tx *sql.Tx) error {
+	err := s.write(ctx, "save result", func(tx *wtx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO idempotency (scope, key, result, created_at)
 			VALUES (?, ?, ?, ?)
 			ON CONFLICT (scope, key) DO UPDATE SET result = idempotency.result

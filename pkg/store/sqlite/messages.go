@@ -82,7 +82,7 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 	m.Deleted = false
 	m.Reactions = map[string][]string{}
 	created := true
-	err := s.write(ctx, "create message", func(tx *sql.Tx) error {
+	err := s.write(ctx, "create message", func(tx *wtx) error {
 		if m.ClientMsgID != nil {
 			ms, err := queryMessages(ctx, tx, withReactions(`SELECT * FROM messages
 				WHERE room_id = ? AND author_id = ? AND client_msg_id = ?`),
@@ -162,7 +162,7 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 // it is CodeNotFound, like a missing one.
 func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error) {
 	var m mesh.Message
-	err := s.write(ctx, "edit message", func(tx *sql.Tx) error {
+	err := s.write(ctx, "edit message", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = ?, edited_at = ?
 			WHERE id = ? AND deleted = 0`, content, millis(at), id)
 		if err != nil {
@@ -186,7 +186,7 @@ func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Tim
 // removes its reactions. Deleting a deleted message changes nothing and is not an error.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
 	var m mesh.Message
-	err := s.write(ctx, "delete message", func(tx *sql.Tx) error {
+	err := s.write(ctx, "delete message", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '' WHERE id = ?`, id)
 		if err != nil {
 			return err
@@ -215,7 +215,7 @@ func (s *Store) AddReaction(ctx context.Context, messageID, emoji, participantID
 		m     mesh.Message
 		added bool
 	)
-	err := s.write(ctx, "add reaction", func(tx *sql.Tx) error {
+	err := s.write(ctx, "add reaction", func(tx *wtx) error {
 		var deleted bool
 		err := tx.QueryRowContext(ctx, `SELECT deleted FROM messages WHERE id = ?`, messageID).Scan(&deleted)
 		if errors.Is(err, sql.ErrNoRows) || deleted {
@@ -251,7 +251,7 @@ func (s *Store) RemoveReaction(ctx context.Context, messageID, emoji, participan
 		m       mesh.Message
 		removed bool
 	)
-	err := s.write(ctx, "remove reaction", func(tx *sql.Tx) error {
+	err := s.write(ctx, "remove reaction", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM reactions
 			WHERE message_id = ? AND emoji = ? AND participant_id = ?`, messageID, emoji, participantID)
 		if err != nil {

@@ -42,7 +42,7 @@ func (s *Store) CreateParticipant(ctx context.Context, a store.Account, mode sto
 	a.Email = strings.ToLower(a.Email)
 	a.CreatedAt = mesh.TimeFromMilli(a.CreatedAt.UnixMilli())
 	email := sql.NullString{String: a.Email, Valid: a.Email != ""}
-	err := s.write(ctx, "create participant", func(tx *sql.Tx) error {
+	err := s.write(ctx, "create participant", func(tx *wtx) error {
 		switch mode {
 		case store.AnyOrder:
 		case store.FirstBecomesOwner, store.OnlyFirst:
@@ -136,7 +136,7 @@ func (s *Store) CountParticipants(ctx context.Context) (int, error) {
 // UpdateParticipant changes the fields of u that are set, and returns the account as stored.
 func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.ParticipantUpdate) (store.Account, error) {
 	var a store.Account
-	err := s.write(ctx, "update participant", func(tx *sql.Tx) error {
+	err := s.write(ctx, "update participant", func(tx *wtx) error {
 		var err error
 		a, err = scanAccount(tx.QueryRowContext(ctx, `UPDATE participants SET
 				display_name = COALESCE(?, display_name),

@@ -48,7 +48,7 @@ func roomExists(ctx context.Context, q querier, id string) (bool, error) {
 func (s *Store) CreateRoom(ctx context.Context, r mesh.Room) (mesh.Room, error) {
 	r.CreatedAt = mesh.TimeFromMilli(r.CreatedAt.UnixMilli())
 	r.MemberCount = 0
-	err := s.write(ctx, "create room", func(tx *sql.Tx) error {
+	err := s.write(ctx, "create room", func(tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms
 				(id, name, topic, private, archived, created_by, created_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -105,7 +105,7 @@ func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, 
 // UpdateRoom changes the fields of u that are set, and returns the room as stored.
 func (s *Store) UpdateRoom(ctx context.Context, id string, u store.RoomUpdate) (mesh.Room, error) {
 	var r mesh.Room
-	err := s.write(ctx, "update room", func(tx *sql.Tx) error {
+	err := s.write(ctx, "update room", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE rooms SET
 				name     = COALESCE(?, name),
 				topic    = COALESCE(?, topic),
@@ -131,7 +131,7 @@ func (s *Store) UpdateRoom(ctx context.Context, id string, u store.RoomUpdate) (
 // DeleteRoom removes the room with its memberships, mutes, messages and reactions, in one
 // transaction; CodeNotFound if there is no such room.
 func (s *Store) DeleteRoom(ctx context.Context, id string) error {
-	return s.write(ctx, "delete room", func(tx *sql.Tx) error {
+	return s.write(ctx, "delete room", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM rooms WHERE id = ?`, id)
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 // is no such room.
 func (s *Store) AddMember(ctx context.Context, roomID, participantID string) (bool, error) {
 	var added bool
-	err := s.write(ctx, "add member", func(tx *sql.Tx) error {
+	err := s.write(ctx, "add member", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO memberships (room_id, participant_id, joined_at)
 			VALUES (?, ?, ?) ON CONFLICT (room_id, participant_id) DO NOTHING`,
 			roomID, participantID, s.now().UnixMilli())
@@ -170,7 +170,7 @@ func (s *Store) AddMember(ctx context.Context, roomID, participantID string) (bo
 // such room.
 func (s *Store) RemoveMember(ctx context.Context, roomID, participantID string) (bool, error) {
 	var removed bool
-	err := s.write(ctx, "remove member", func(tx *sql.Tx) error {
+	err := s.write(ctx, "remove member", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM memberships WHERE room_id = ? AND participant_id = ?`,
 			roomID, participantID)
 		if err != nil {
@@ -238,7 +238,7 @@ func (s *Store) readStrings(ctx context.Context, op, query string, args ...any) 
 func (s *Store) SetMute(ctx context.Context, roomID, participantID string, until time.Time) error {
 	ms := millis(until)
 	active := !until.IsZero() && ms > s.now().UnixMilli()
-	return s.write(ctx, "set mute", func(tx *sql.Tx) error {
+	return s.write(ctx, "set mute", func(tx *wtx) error {
 		if ok, err := roomExists(ctx, tx, roomID); err != nil {
 			return err
 		} else if !ok {

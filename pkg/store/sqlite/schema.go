@@ -185,7 +185,7 @@ func apply(ctx context.Context, db *sql.DB, m migration, now time.Time) error {
 }
 
 // schemaVersion is the highest applied migration (0 for a new database).
-func schemaVersion(ctx context.Context, q querier) (int, error) {
+func schemaVersion(ctx context.Context, q *sql.DB) (int, error) {
 	var v int
 	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("migrate: read schema version: %w", err)

@@ -59,8 +59,8 @@ type Options struct {
 
 // Store is the SQLite implementation of store.Store. It is safe for concurrent use.
 type Store struct {
-	w *sql.DB // exactly one connection: every write
-	r *sql.DB // read-only connections: every read
+	w *pool // exactly one connection: every write
+	r *pool // read-only connections: every read
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -118,8 +118,8 @@ func open(ctx context.Context, path string, opts Options, migs []migration) (*St
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
-	s := &Store{w: w, r: r, now: opts.Now, purgeInterval: opts.PurgeInterval}
-	if err := s.write(ctx, "purge tokens", func(tx *sql.Tx) error {
+	s := &Store{w: newPool(w), r: newPool(r), now: opts.Now, purgeInterval: opts.PurgeInterval}
+	if err := s.write(ctx, "purge tokens", func(tx *wtx) error {
 		return s.purgeTokens(ctx, tx)
 	}); err != nil {
 		_ = s.Close()
@@ -145,17 +145,25 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both pools. The Store must not be used afterwards.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.r.close(), s.w.close())
 }
 
 // write runs fn in an immediate transaction on the write connection, and commits it if fn
 // returns nil. Errors that are not user-facing are wrapped with op.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (s *Store) write(ctx context.Context, op string, fn func(tx *wtx) error) error {
+	tx, err := s.w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(op, err)
 	}
-	if err := fn(tx); err != nil {
+	t := &wtx{tx: tx, p: s.w}
+	defer func() {
+		// The connection is free again: prepare what ran unprepared, for next time. A failure
+		// only means it runs unprepared again.
+		for _, q := range t.missed {
+			_, _ = s.w.prepare(context.WithoutCancel(ctx), q)
+		}
+	}()
+	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return wrap(op, err)
 	}
@@ -165,9 +173,8 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	return nil
 }
 
-// querier is what both a pool and a transaction offer.
+// querier is what both the read pool and a write transaction offer.
 type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
