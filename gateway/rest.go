@@ -32,12 +32,12 @@ func (g *Gateway) newApp() *fiber.App {
 		// Fiber refuses bodies past its limit by closing the connection, which a client still
 		// writing sees as a reset, not as the 413. So Fiber's limit is looser and the
 		// contract's limit is checked by the handlers, on a connection that stays open.
-		BodyLimit: g.cfg.MaxBodyBytes + 1<<20,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		ReadBufferSize:        8192,
-		ErrorHandler:          g.fiberError,
+		BodyLimit:      g.cfg.MaxBodyBytes + 1<<20,
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		ReadBufferSize: 8192,
+		ErrorHandler:   g.fiberError,
 	})
 	app.Use(func(c *fiber.Ctx) error {
 		if g.draining.Load() && c.Path() != "/healthz" {

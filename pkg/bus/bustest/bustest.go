@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -823,4 +824,49 @@ func testBusClose(t *testing.T, b bus.Bus) {
 			t.Errorf("%s on a closed bus: %v, want bus.ErrClosed", name, err)
 		}
 	}
+}
+
+// CheckNoLeak exercises b (subscriptions, consumers with handlers in flight), closes it, and
+// fails unless the number of goroutines falls back to what it was before. Call it from a test
+// that does not run in parallel with others.
+func CheckNoLeak(t *testing.T, b bus.Bus) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	ctx := testCtx(t)
+	for i := range 3 {
+		s, err := b.Subscribe(ctx, "x", "y"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		if i == 0 {
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		}
+	}
+	publish(t, b, "x", "m")
+	started := make(chan struct{}, 10)
+	consumeCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 2)
+	for _, name := range []string{"a", "b"} {
+		go func() {
+			done <- b.Consume(consumeCtx, "s", "g", name, bus.ConsumeOptions{Concurrency: 3, ReclaimIdle: ReclaimIdle},
+				func(ctx context.Context, e bus.Entry) error {
+					trySend(started, struct{}{})
+					<-ctx.Done()
+					return ctx.Err()
+				})
+		}()
+	}
+	appendN(t, b, "s", 0, 4)
+	recv(t, started, "a handler start")
+	cancel()
+	for range 2 {
+		recv(t, done, "Consume returning")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitFor(t, fmt.Sprintf("goroutines back to %d", before), func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -162,3 +162,7 @@ func benchBus(b *testing.B) *membus.Bus {
 	b.Cleanup(func() { _ = bb.Close() })
 	return bb
 }
+
+func TestNoGoroutineLeak(t *testing.T) {
+	bustest.CheckNoLeak(t, newBus(t, membus.Options{}))
+}

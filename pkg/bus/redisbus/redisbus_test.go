@@ -281,3 +281,12 @@ func benchBus(b *testing.B, addr string) *redisbus.Bus {
 	b.Cleanup(func() { _ = bb.Close() })
 	return bb
 }
+
+func TestNoGoroutineLeak(t *testing.T) {
+	addr := testredis.Start(t)
+	b := newBus(t, addr, redisbus.Options{ReadBlock: 50 * time.Millisecond})
+	if err := b.Ping(context.Background()); err != nil { // the pool's first connection
+		t.Fatal(err)
+	}
+	bustest.CheckNoLeak(t, b)
+}
