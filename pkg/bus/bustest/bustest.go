@@ -216,6 +216,24 @@ func trySend[T any](ch chan<- T, v T) {
 	}
 }
 
+// expectAllAcked stops nothing but starts a new consumer of group with a short ReclaimIdle:
+// if any entry of stream were left pending (not acked), it would be reclaimed and delivered
+// to it within the window.
+func expectAllAcked(t *testing.T, b bus.Bus, stream, group string) {
+	t.Helper()
+	got := make(chan bus.Entry, 100)
+	cancel, _ := consume(t, b, stream, group, "ack-checker", fastOpts(), func(_ context.Context, e bus.Entry) error {
+		trySend(got, e)
+		return nil
+	})
+	defer cancel()
+	select {
+	case e := <-got:
+		t.Fatalf("entry %s (%q) was not acked: delivery %d to a new consumer", e.ID, e.Data, e.Deliveries)
+	case <-time.After(3 * ReclaimIdle):
+	}
+}
+
 func fastOpts() bus.ConsumeOptions {
 	return bus.ConsumeOptions{Concurrency: 1, ReclaimIdle: ReclaimIdle, MaxDeliveries: 10, Batch: 16}
 }
@@ -538,6 +556,7 @@ func testGroups(t *testing.T, b bus.Bus) {
 		defer mu.Unlock()
 		return total["split"] >= n && total["solo"] >= n
 	})
+	expectAllAcked(t, b, "s", "split")
 	mu.Lock()
 	defer mu.Unlock()
 	for _, g := range []string{"split", "solo"} {
@@ -730,10 +749,12 @@ func testConcurrency(t *testing.T, b bus.Bus) {
 	appendN(t, b, "s", 0, n)
 	recv(t, all, fmt.Sprintf("%d handlers in parallel", n))
 	waitFor(t, "every entry handled", func() bool { return handled.Load() == n })
-	// Each was acked: with ReclaimIdle a minute there is no redelivery to wait for, so more
-	// entries are handled exactly once too.
 	appendN(t, b, "s", n, 2*n)
 	waitFor(t, "the next entries handled", func() bool { return handled.Load() == 2*n })
+	expectAllAcked(t, b, "s", "g")
+	if h := handled.Load(); h != 2*n {
+		t.Fatalf("%d entries handled, want %d", h, 2*n)
+	}
 }
 
 func testConsumeReturnsOnCancel(t *testing.T, b bus.Bus) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,36 +126,39 @@ func (s *Store) Message(ctx context.Context, id string) (mesh.Message, error) {
 // ListMessages returns a room's messages in ascending seq order; see store.MessageQuery.
 func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.Message, error) {
 	var (
-		where strings.Builder
-		args  = []any{q.RoomID}
+		filter strings.Builder
+		args   []any
 	)
-	where.WriteString(`room_id = ?`)
+	filter.WriteString(`room_id = ?`)
+	args = append(args, q.RoomID)
 	if q.After > 0 {
-		where.WriteString(` AND seq > ?`)
+		filter.WriteString(` AND seq > ?`)
 		args = append(args, q.After)
 	}
 	if q.Before > 0 {
-		where.WriteString(` AND seq < ?`)
+		filter.WriteString(` AND seq < ?`)
 		args = append(args, q.Before)
 	}
-	if q.ThreadID != "" {
-		where.WriteString(` AND (id = ? OR thread_id = ?)`)
-		args = append(args, q.ThreadID, q.ThreadID)
-	}
 	if q.Viewer == "" {
-		where.WriteString(` AND to_id IS NULL`)
+		filter.WriteString(` AND to_id IS NULL`)
 	} else {
-		where.WriteString(` AND (to_id IS NULL OR to_id = ? OR author_id = ?)`)
+		filter.WriteString(` AND (to_id IS NULL OR to_id = ? OR author_id = ?)`)
 		args = append(args, q.Viewer, q.Viewer)
 	}
+	inner := `SELECT * FROM messages WHERE ` + filter.String()
+	if q.ThreadID != "" {
+		// The root by its id, the replies by the thread index: not a walk of the whole room.
+		inner = `SELECT * FROM messages WHERE id = ? AND ` + filter.String() +
+			` UNION SELECT * FROM messages WHERE thread_id = ? AND ` + filter.String()
+		args = slices.Concat([]any{q.ThreadID}, args, []any{q.ThreadID}, args)
+	}
 	// The first Limit after After, or else the last Limit (before Before).
-	order := `DESC`
+	order := ` ORDER BY seq DESC LIMIT ?`
 	if q.After > 0 {
-		order = `ASC`
+		order = ` ORDER BY seq ASC LIMIT ?`
 	}
 	args = append(args, listLimit(q.Limit))
-	ms, err := queryMessages(ctx, s.r, withReactions(`SELECT * FROM messages WHERE `+where.String()+
-		` ORDER BY seq `+order+` LIMIT ?`), args...)
+	ms, err := queryMessages(ctx, s.r, withReactions(inner+order), args...)
 	return ms, wrap("list messages", err)
 }
 
