@@ -342,7 +342,7 @@ func (h *hub) deliverLocked(rs *roomState, ev *mesh.Event) {
 		}
 	}
 	for s := range rs.sockets {
-		if (only != nil && !only[s.participantID]) || s.participantID == ev.Except {
+		if (only != nil && !only[s.participantID]) || (ev.Except != "" && s.participantID == ev.Except) {
 			continue
 		}
 		h.sendLocked(s, ev.Frame)

@@ -51,8 +51,15 @@ func (p *pacer) Due(now time.Time) (n int, wait time.Duration) {
 	if elapsed < 0 {
 		return 0, -elapsed
 	}
-	// Events 0..due-1 are due by now.
+	// Events 0..due-1 are due by now: the estimate is corrected against dueAt, so that
+	// rounding can never make an event due by one test and not yet due by the other.
 	due := uint64(math.Floor(float64(elapsed)/p.interval)) + 1
+	for !p.dueAt(due).After(now) {
+		due++
+	}
+	for due > 0 && p.dueAt(due-1).After(now) {
+		due--
+	}
 	if p.maxLag > 0 && due > p.issued {
 		// Skip the events due before now-maxLag that were never issued.
 		oldest := elapsed - p.maxLag
@@ -89,6 +96,9 @@ func (p *pacer) Skipped() uint64 { return p.skipped }
 func runPaced(ctx context.Context, clk clock, p *pacer, end time.Time, emit func() bool) uint64 {
 	var emitted uint64
 	for {
+		if ctx.Err() != nil {
+			return emitted
+		}
 		now := clk.Now()
 		if !now.Before(end) {
 			return emitted
@@ -102,9 +112,6 @@ func runPaced(ctx context.Context, clk clock, p *pacer, end time.Time, emit func
 			emitted++
 		}
 		if wait <= 0 {
-			if err := ctx.Err(); err != nil {
-				return emitted
-			}
 			continue
 		}
 		if rest := end.Sub(now); wait > rest {

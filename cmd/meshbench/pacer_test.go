@@ -150,8 +150,8 @@ func TestRunPacedStops(t *testing.T) {
 		}
 		p := newPacer(start, 10, 8, time.Second)
 		n := runPaced(ctx, clk, p, start.Add(time.Hour), func() bool { return true })
-		if n < 30 || n > 32 {
-			t.Fatalf("n=%d, want about 31 (3 s at 10/s)", n)
+		if n != 31 {
+			t.Fatalf("n=%d, want 31 (events at 0, 0.1, ..., 3 s)", n)
 		}
 	})
 	t.Run("end before start", func(t *testing.T) {
@@ -180,7 +180,9 @@ func TestRunPacedSlowEmitter(t *testing.T) {
 	if p.Skipped() == 0 {
 		t.Fatal("nothing skipped though the emitter was 3× too slow")
 	}
-	if total := n + p.Skipped(); total < 990 || total > 1010 {
-		t.Fatalf("emitted+skipped = %d, want about 1000", total)
+	// The schedule holds 1000 events; at the end, up to maxLag (20 events) plus what fell
+	// due during the last burst (4 × 30 ms: 12 events) may still be owed.
+	if total := n + p.Skipped(); total < 1000-20-12-1 || total > 1000 {
+		t.Fatalf("emitted+skipped = %d, want 967..1000", total)
 	}
 }

@@ -2,6 +2,7 @@ package membus_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -29,6 +30,7 @@ var mutants = []struct {
 	{"ack-on-error", "Streams/ErrorRedelivers", func(b *membus.Bus) bus.Bus { return ackOnError{b} }},
 	{"double-delivery", "Streams/GroupsShareConsumersSplit", func(b *membus.Bus) bus.Bus { return doubleDelivery{b} }},
 	{"no-max-deliveries", "Streams/MaxDeliveriesDropsPoison", func(b *membus.Bus) bus.Bus { return noMaxDeliveries{b} }},
+	{"never-ack", "Streams/Concurrency", func(b *membus.Bus) bus.Bus { return neverAck{b} }},
 	{"ack-when-stopped", "Streams/StoppedConsumerReclaimed", func(b *membus.Bus) bus.Bus { return ackWhenStopped{b} }},
 }
 
@@ -118,5 +120,16 @@ func (b ackWhenStopped) Consume(ctx context.Context, s, g, c string, o bus.Consu
 			return nil // a stopping consumer that acks what it did not handle
 		}
 		return err
+	})
+}
+
+type neverAck struct{ *membus.Bus }
+
+func (b neverAck) Consume(ctx context.Context, s, g, c string, o bus.ConsumeOptions, h bus.Handler) error {
+	return b.Bus.Consume(ctx, s, g, c, o, func(ctx context.Context, e bus.Entry) error {
+		if err := h(ctx, e); err != nil {
+			return err
+		}
+		return errors.New("handled, but not acked")
 	})
 }

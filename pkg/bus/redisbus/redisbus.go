@@ -545,6 +545,7 @@ type consumer struct {
 	log                *slog.Logger
 
 	cursor string // XAUTOCLAIM's; "" or "0-0" starts from the beginning of the group's PEL
+	refreshFailing atomic.Bool
 
 	mu   sync.Mutex
 	held map[string]time.Time // entries fetched and not yet acked or failed: last refreshed
@@ -846,10 +847,14 @@ func (c *consumer) refresh(ctx context.Context, ids []string) {
 			Stream: c.key, Group: c.group, Consumer: c.name, Messages: ids[:n],
 		}).Err()
 		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("redisbus: xclaim (refresh)", "err", err)
+			// Logged once per run of failures: the heartbeat retries every ReclaimIdle/3.
+			if ctx.Err() == nil && !c.refreshFailing.Swap(true) {
+				c.log.Warn("redisbus: xclaim (refresh) failing", "err", err)
 			}
 			return
+		}
+		if c.refreshFailing.Swap(false) {
+			c.log.Info("redisbus: xclaim (refresh) working again")
 		}
 		now := time.Now()
 		c.mu.Lock()

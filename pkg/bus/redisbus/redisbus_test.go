@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,8 +128,26 @@ func TestStatsCountDrops(t *testing.T) {
 }
 
 // TestSurvivesRestart stops Redis under a live subscription and a live consumer, starts it
-// again on the same port, and checks that both work again without being recreated.
+// again on the same port, and checks that both work again without being recreated. An Add
+// made while Redis is down returns once Redis is back.
 func TestSurvivesRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stop   func(*testredis.Server) error
+		outage time.Duration // how long Redis stays down
+	}{
+		{"stop", (*testredis.Server).Stop, 0},
+		{"kill", (*testredis.Server).Kill, 0},
+		{"kill-long-outage", (*testredis.Server).Kill, 1500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testSurvivesRestart(t, tc.stop, tc.outage)
+		})
+	}
+}
+
+func testSurvivesRestart(t *testing.T, stop func(*testredis.Server) error, outage time.Duration) {
 	srv := testredis.New(t)
 	b := newBus(t, srv.Addr(), redisbus.Options{ReadBlock: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bustest.Eventually)
@@ -155,8 +172,21 @@ func TestSurvivesRestart(t *testing.T) {
 	}
 	expectEntry(t, got, "before")
 
-	if err := srv.Stop(); err != nil {
+	if err := stop(srv); err != nil {
 		t.Fatal(err)
+	}
+	if err := b.Ping(ctx); err == nil {
+		t.Fatal("Ping succeeded with Redis down")
+	}
+	added := make(chan error, 1)
+	go func() { added <- sub.Add(ctx, "y") }()
+	if outage > 0 {
+		time.Sleep(outage) // Redis stays down meanwhile; nothing to wait for
+	}
+	select {
+	case err := <-added:
+		t.Fatalf("Add returned %v while Redis was down", err)
+	default:
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -169,25 +199,25 @@ func TestSurvivesRestart(t *testing.T) {
 	})
 	expectEntry(t, got, "after")
 
-	// Messages published while the subscription reconnects are lost (allowed); once it has,
-	// a message is delivered.
-	var n atomic.Int64
-	retry(t, "message after restart", func() error {
-		if err := b.Publish(ctx, "x", []byte("after")); err != nil {
-			return err
+	// Add returns once Redis has confirmed: a message published then is delivered.
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatalf("Add during the outage: %v", err)
 		}
-		n.Add(1)
-		select {
-		case m := <-sub.Messages():
-			if string(m.Data) != "after" {
-				t.Fatalf("got %q", m.Data)
-			}
-			return nil
-		case <-time.After(100 * time.Millisecond):
-			return errors.New("not delivered yet")
-		}
-	})
-	t.Logf("delivered after %d publishes", n.Load())
+	case <-time.After(bustest.Eventually):
+		t.Fatal("Add made during the outage did not return after it")
+	}
+	if err := b.Publish(ctx, "y", []byte("on y")); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, sub, "y", "on y")
+
+	// The subject held before the outage is subscribed again too.
+	if err := b.Publish(ctx, "x", []byte("on x")); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, sub, "x", "on x")
 
 	select {
 	case err := <-done:
@@ -197,6 +227,18 @@ func TestSurvivesRestart(t *testing.T) {
 	stopConsume()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Consume: %v", err)
+	}
+}
+
+func expectMsg(t *testing.T, sub bus.Subscription, subject, data string) {
+	t.Helper()
+	select {
+	case m := <-sub.Messages():
+		if m.Subject != subject || string(m.Data) != data {
+			t.Fatalf("got %s %q, want %s %q", m.Subject, m.Data, subject, data)
+		}
+	case <-time.After(bustest.Eventually):
+		t.Fatalf("no message %s %q within %s", subject, data, bustest.Eventually)
 	}
 }
 

@@ -149,8 +149,8 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 	if q.ThreadID != "" {
 		// The root by its id, the replies by the thread index: not a walk of the whole room.
 		inner = `SELECT * FROM messages WHERE id = ? AND ` + filter.String() +
-			` UNION SELECT * FROM messages WHERE thread_id = ? AND ` + filter.String()
-		args = slices.Concat([]any{q.ThreadID}, args, []any{q.ThreadID}, args)
+			` UNION ALL SELECT * FROM messages WHERE thread_id = ? AND id <> ? AND ` + filter.String()
+		args = slices.Concat([]any{q.ThreadID}, args, []any{q.ThreadID, q.ThreadID}, args)
 	}
 	// The first Limit after After, or else the last Limit (before Before).
 	order := ` ORDER BY seq DESC LIMIT ?`

@@ -89,7 +89,7 @@ CREATE TABLE messages (
 	UNIQUE (room_id, seq),
 	UNIQUE (room_id, author_id, client_msg_id)
 ) STRICT;
-CREATE INDEX messages_thread ON messages (thread_id, seq) WHERE thread_id IS NOT NULL;
+CREATE INDEX messages_thread ON messages (thread_id, room_id, seq) WHERE thread_id IS NOT NULL;
 
 CREATE TABLE reactions (
 	id             INTEGER PRIMARY KEY,
