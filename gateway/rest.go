@@ -59,6 +59,11 @@ func (g *Gateway) newApp() *fiber.App {
 	for _, r := range mesh.Routes {
 		app.Add(r.Method, fiberPath(r.Path), g.restHandler(r))
 	}
+	openapi, _ := json.Marshal(mesh.OpenAPI())
+	app.Get("/api/openapi.json", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(openapi)
+	})
 	app.All("/api/*", func(c *fiber.Ctx) error {
 		return writeError(c, mesh.Errorf(mesh.CodeNotFound, "no route %s %s", c.Method(), c.Path()))
 	})

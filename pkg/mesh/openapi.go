@@ -1,0 +1,199 @@
+package mesh
+
+import (
+	"regexp"
+	"strings"
+)
+
+// opDoc describes an operation's request and success response for the OpenAPI document.
+type opDoc struct {
+	request  string // a schema name, "" for no body
+	response string // a schema name, "" for no content
+	query    []string
+}
+
+var opDocs = map[string]opDoc{
+	OpSetupGet:       {"", "SetupState", nil},
+	OpSetupCreate:    {"SetupRequest", "Session", nil},
+	OpAuthRegister:   {"RegisterRequest", "Session", nil},
+	OpAuthLogin:      {"LoginRequest", "Session", nil},
+	OpAuthMe:         {"", "Participant", nil},
+	OpAuthLogout:     {"", "", nil},
+	OpParticipantGet: {"", "Participant", nil},
+	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
+	OpRoomsCreate:    {"RoomCreate", "Room", nil},
+	OpRoomsGet:       {"", "Room", nil},
+	OpRoomsUpdate:    {"RoomUpdate", "Room", nil},
+	OpRoomsDelete:    {"", "", nil},
+	OpRoomsJoin:      {"", "Room", nil},
+	OpRoomsLeave:     {"", "", nil},
+	OpRoomsMembers:   {"", "ParticipantList", []string{"limit", "cursor"}},
+	OpRoomsKick:      {"KickRequest", "", nil},
+	OpRoomsMute:      {"MuteRequest", "", nil},
+	OpMessagesList:   {"", "MessageList", []string{"after", "before", "threadId", "limit"}},
+	OpMessagesSend:   {"MessageCreate", "Message", nil},
+	OpMessagesEdit:   {"MessageEdit", "Message", nil},
+	OpMessagesDelete: {"", "", nil},
+	OpReactionsAdd:   {"ReactionRequest", "Message", nil},
+	OpReactionsDel:   {"", "Message", nil},
+}
+
+// OpenAPIRoutes are routes the gateway serves itself, outside the route table.
+var OpenAPIRoutes = []Route{
+	{Method: "GET", Path: "/api/openapi.json", Summary: "This document"},
+	{Method: "GET", Path: "/healthz", Summary: "Alive"},
+	{Method: "GET", Path: "/readyz", Summary: "Ready: the bus and the database answer"},
+	{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics"},
+	{Method: "GET", Path: "/ws", Summary: "The WebSocket (see PROTOCOL.md): send authenticate first"},
+}
+
+var paramRe = regexp.MustCompile(`\{([A-Za-z]+)\}`)
+
+// OpenAPI is the OpenAPI 3.1 document of every route, built from the route table.
+func OpenAPI() map[string]any {
+	paths := map[string]any{}
+	add := func(r Route, op map[string]any) {
+		item, _ := paths[r.Path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[r.Path] = item
+		}
+		item[strings.ToLower(r.Method)] = op
+	}
+	for _, r := range Routes {
+		d := opDocs[r.Op]
+		op := map[string]any{"operationId": r.Op, "summary": r.Summary, "tags": []string{strings.Split(r.Op, ".")[0]}}
+		var params []any
+		for _, m := range paramRe.FindAllStringSubmatch(r.Path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		for _, q := range d.query {
+			t := "string"
+			if q == "limit" || q == "after" || q == "before" {
+				t = "integer"
+			}
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": t}})
+		}
+		if r.Mutating {
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "required": false,
+				"description": "A repeat from the same participant returns the first result and changes nothing.",
+				"schema":      map[string]any{"type": "string", "maxLength": 255}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if d.request != "" {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/json": map[string]any{"schema": ref(d.request)}}}
+		}
+		responses := map[string]any{}
+		status := "200"
+		switch {
+		case d.response == "":
+			status = "204"
+			responses[status] = map[string]any{"description": "Done"}
+		default:
+			if strings.HasSuffix(r.Op, ".create") || r.Op == OpAuthRegister || r.Op == OpMessagesSend {
+				status = "201"
+			}
+			responses[status] = map[string]any{"description": "OK", "content": map[string]any{
+				"application/json": map[string]any{"schema": ref(d.response)}}}
+		}
+		for _, code := range []string{"400", "429", "500", "503"} {
+			responses[code] = ref("#/components/responses/Error")
+		}
+		if r.Auth {
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			responses["401"] = ref("#/components/responses/Error")
+			responses["403"] = ref("#/components/responses/Error")
+			responses["404"] = ref("#/components/responses/Error")
+		}
+		if r.Mutating {
+			responses["409"] = ref("#/components/responses/Error")
+			responses["413"] = ref("#/components/responses/Error")
+			responses["415"] = ref("#/components/responses/Error")
+		}
+		op["responses"] = responses
+		if r.Permission != "" {
+			op["x-permission"] = r.Permission
+			op["description"] = "Needs the permission `" + r.Permission + "`."
+		}
+		add(r, op)
+	}
+	for _, r := range OpenAPIRoutes {
+		add(r, map[string]any{"summary": r.Summary, "responses": map[string]any{"200": map[string]any{"description": "OK"}}})
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{"title": "The Mesh", "version": "1",
+			"description": "The Mesh's REST API. The WebSocket contract is in PROTOCOL.md. Errors have the shape {\"error\": {\"code\", \"message\", \"details\"}}."},
+		"paths": paths,
+		"components": map[string]any{
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+			"responses": map[string]any{"Error": map[string]any{"description": "An error", "content": map[string]any{
+				"application/json": map[string]any{"schema": ref("ErrorBody")}}}},
+			"schemas": schemas(),
+		},
+	}
+}
+
+func ref(name string) map[string]any {
+	if strings.HasPrefix(name, "#") {
+		return map[string]any{"$ref": name}
+	}
+	return map[string]any{"$ref": "#/components/schemas/" + name}
+}
+
+func obj(required []string, props map[string]any) map[string]any {
+	o := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+var (
+	str      = map[string]any{"type": "string"}
+	nullStr  = map[string]any{"type": []string{"string", "null"}}
+	boolean  = map[string]any{"type": "boolean"}
+	integer  = map[string]any{"type": "integer"}
+	dateTime = map[string]any{"type": "string", "format": "date-time"}
+)
+
+func listOf(item string) map[string]any {
+	return obj([]string{"items", "nextCursor"}, map[string]any{
+		"items": map[string]any{"type": "array", "items": ref(item)}, "nextCursor": nullStr})
+}
+
+func schemas() map[string]any {
+	return map[string]any{
+		"ErrorBody": obj([]string{"error"}, map[string]any{"error": obj([]string{"code", "message"}, map[string]any{
+			"code": str, "message": str, "details": map[string]any{"type": "object"}})}),
+		"Participant": obj([]string{"id", "displayName", "role", "isAgent", "ownerId", "did", "status", "createdAt"}, map[string]any{
+			"id": str, "displayName": str, "role": str, "isAgent": boolean, "ownerId": nullStr, "did": nullStr,
+			"status": map[string]any{"enum": []string{"online", "away", "offline"}}, "createdAt": dateTime,
+			"email": map[string]any{"type": "string", "description": "Only to the participant itself and to holders of manage_members"}}),
+		"Room": obj([]string{"id", "name", "topic", "private", "archived", "createdBy", "createdAt", "memberCount"}, map[string]any{
+			"id": str, "name": str, "topic": str, "private": boolean, "archived": boolean, "createdBy": str,
+			"createdAt": dateTime, "memberCount": integer}),
+		"Message": obj([]string{"id", "roomId", "seq", "authorId", "content", "threadId", "to", "clientMsgId", "createdAt", "editedAt", "deleted", "reactions"}, map[string]any{
+			"id": str, "roomId": str, "seq": integer, "authorId": str, "content": str, "threadId": nullStr, "to": nullStr,
+			"clientMsgId": nullStr, "createdAt": dateTime, "editedAt": map[string]any{"type": []string{"string", "null"}, "format": "date-time"},
+			"deleted": boolean, "reactions": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}}}),
+		"Session":         obj([]string{"token", "participant"}, map[string]any{"token": str, "participant": ref("Participant")}),
+		"SetupState":      obj([]string{"needsSetup", "meshName"}, map[string]any{"needsSetup": boolean, "meshName": str}),
+		"SetupRequest":    obj([]string{"meshName", "email", "password", "displayName"}, map[string]any{"meshName": str, "email": str, "password": map[string]any{"type": "string", "minLength": MinPasswordLength}, "displayName": str}),
+		"RegisterRequest": obj([]string{"email", "password", "displayName"}, map[string]any{"email": str, "password": map[string]any{"type": "string", "minLength": MinPasswordLength}, "displayName": str}),
+		"LoginRequest":    obj([]string{"email", "password"}, map[string]any{"email": str, "password": str}),
+		"RoomCreate":      obj([]string{"name"}, map[string]any{"name": str, "topic": str, "private": boolean}),
+		"RoomUpdate":      obj(nil, map[string]any{"name": str, "topic": str, "archived": boolean}),
+		"KickRequest":     obj([]string{"participantId"}, map[string]any{"participantId": str, "reason": str}),
+		"MuteRequest":     obj([]string{"participantId", "durationSeconds"}, map[string]any{"participantId": str, "durationSeconds": integer}),
+		"MessageCreate":   obj([]string{"content"}, map[string]any{"content": map[string]any{"type": "string", "maxLength": DefaultMaxContentBytes}, "threadId": str, "to": str, "clientMsgId": str}),
+		"MessageEdit":     obj([]string{"content"}, map[string]any{"content": str}),
+		"ReactionRequest": obj([]string{"emoji"}, map[string]any{"emoji": str}),
+		"RoomList":        listOf("Room"),
+		"ParticipantList": listOf("Participant"),
+		"MessageList":     listOf("Message"),
+	}
+}

@@ -1,0 +1,49 @@
+package mesh
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/openapi.json")
+
+// docs/openapi.json is the document the gateway serves; `go test ./pkg/mesh -update` rewrites it.
+func TestOpenAPIFileIsCurrent(t *testing.T) {
+	b, err := json.MarshalIndent(OpenAPI(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, '\n')
+	const path = "../../docs/openapi.json"
+	if *update {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/mesh -update)", err)
+	}
+	if !bytes.Equal(have, b) {
+		t.Fatal("docs/openapi.json is stale: run go test ./pkg/mesh -update")
+	}
+}
+
+func TestEveryRouteDocumented(t *testing.T) {
+	for _, r := range Routes {
+		if _, ok := opDocs[r.Op]; !ok {
+			t.Errorf("%s %s (%s) has no OpenAPI description", r.Method, r.Path, r.Op)
+		}
+	}
+	doc := OpenAPI()
+	n := 0
+	for _, item := range doc["paths"].(map[string]any) {
+		n += len(item.(map[string]any))
+	}
+	if n != len(Routes)+len(OpenAPIRoutes) {
+		t.Fatalf("document has %d operations, the tables %d", n, len(Routes)+len(OpenAPIRoutes))
+	}
+}
