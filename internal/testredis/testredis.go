@@ -17,6 +17,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -178,7 +180,7 @@ func lookPath(tb testing.TB) string {
 func newServer(bin, dir string) (*Server, error) {
 	var errs []error
 	for range portAttempts {
-		port, err := freePort()
+		port, err := pickPort()
 		if err != nil {
 			return nil, err
 		}
@@ -192,13 +194,39 @@ func newServer(bin, dir string) (*Server, error) {
 	return nil, fmt.Errorf("start redis-server: %w", errors.Join(errs...))
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+// Ports are picked below Linux's ephemeral range (32768-60999), so that a port left free while
+// a server is stopped is not handed to some other listener asking for port 0, and never twice
+// in one process, so that two servers of one test binary never meet.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
+var ports struct {
+	sync.Mutex
+	taken map[int]bool
+}
+
+func pickPort() (int, error) {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.taken == nil {
+		ports.taken = make(map[int]bool)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range 100 {
+		port := portLow + rand.IntN(portHigh-portLow)
+		if ports.taken[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use
+		}
+		_ = l.Close()
+		ports.taken[port] = true
+		return port, nil
+	}
+	return 0, errors.New("no free port")
 }
 
 // Addr is the server's host:port; it does not change across Stop and Start.
@@ -236,7 +264,7 @@ func (s *Server) Start() error {
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
-	if err := waitReady(s.Addr(), p.exited); err != nil {
+	if err := waitReady(s.Addr(), cmd.Process.Pid, p.exited); err != nil {
 		_ = cmd.Process.Kill()
 		<-p.exited
 		return fmt.Errorf("redis-server on port %d: %w; log: %s", s.port, err, tail(logFile))
@@ -275,13 +303,20 @@ func (s *Server) stop(kill bool) error {
 	return fmt.Errorf("redis-server on port %d did not stop within %s; killed", s.port, stopTimeout)
 }
 
-// waitReady polls addr with PING until it answers PONG, the process exits or the time is up.
-func waitReady(addr string, exited <-chan struct{}) error {
+// waitReady polls addr until the redis-server answering there is pid, the process exits or
+// the time is up. Checking the pid makes sure that the port was not taken by another server.
+func waitReady(addr string, pid int, exited <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
 	delay := 2 * time.Millisecond
 	var last error
 	for time.Now().Before(deadline) {
-		if last = ping(addr); last == nil {
+		got, err := serverPID(addr)
+		switch {
+		case err != nil:
+			last = err
+		case got != pid:
+			return fmt.Errorf("port taken by another redis-server (pid %d)", got)
+		default:
 			return nil
 		}
 		select {
@@ -291,27 +326,42 @@ func waitReady(addr string, exited <-chan struct{}) error {
 		}
 		delay = min(delay*2, 50*time.Millisecond)
 	}
-	return fmt.Errorf("no PONG within %s: %w", startTimeout, last)
+	return fmt.Errorf("no answer within %s: %w", startTimeout, last)
 }
 
-func ping(addr string) error {
+// serverPID asks the redis-server at addr for its process id (INFO server).
+func serverPID(addr string) (int, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("unexpected reply %q", strings.TrimSpace(line))
+	if !strings.HasPrefix(head, "$") {
+		return 0, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
 	}
-	return nil
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("no process_id in INFO server")
 }
 
 func tail(path string) string {

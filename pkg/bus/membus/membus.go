@@ -80,7 +80,7 @@ type Bus struct {
 	closed bool
 	done   chan struct{} // closed by Close
 
-	smu     sync.Mutex
+	smu     sync.RWMutex
 	streams map[string]*stream
 
 	droppedEntries atomic.Uint64
@@ -319,9 +319,15 @@ type releasedRef struct {
 }
 
 func (b *Bus) stream(name string) *stream {
+	b.smu.RLock()
+	s := b.streams[name]
+	b.smu.RUnlock()
+	if s != nil {
+		return s
+	}
 	b.smu.Lock()
 	defer b.smu.Unlock()
-	s := b.streams[name]
+	s = b.streams[name]
 	if s == nil {
 		s = &stream{name: name, first: 1, next: 1, groups: make(map[string]*group)}
 		b.streams[name] = s

@@ -10,7 +10,7 @@
 //   - Streams are at least once. An entry is acked (XACK) when the handler returns nil;
 //     otherwise it stays pending and, once idle for ReclaimIdle, any consumer of the group
 //     claims it (XAUTOCLAIM). While a consumer is alive it keeps the entries it holds fresh
-//     (XCLAIM ... JUSTID every ReclaimIdle/3), so a slow handler keeps its entry and only the
+//     (XCLAIM ... JUSTID every ReclaimIdle/4), so a slow handler keeps its entry and only the
 //     entries of a failed handler or of a stopped or dead consumer are reclaimed. An entry
 //     delivered MaxDeliveries times without success is acked, dropped, logged and counted.
 //   - Streams are capped at about StreamMaxLen entries (XADD MAXLEN ~): older ones are
@@ -65,7 +65,7 @@ const (
 	// finalTimeout bounds the acks sent after Consume's ctx is done.
 	finalTimeout = 2 * time.Second
 	minBackoff   = 50 * time.Millisecond
-	maxBackoff   = 2 * time.Second
+	maxBackoff   = time.Second
 )
 
 // Options configure a Bus. The zero value is ready to use.
@@ -544,7 +544,7 @@ type consumer struct {
 	h                  bus.Handler
 	log                *slog.Logger
 
-	cursor string // XAUTOCLAIM's; "" or "0-0" starts from the beginning of the group's PEL
+	cursor         string // XAUTOCLAIM's; "" or "0-0" starts from the beginning of the group's PEL
 	refreshFailing atomic.Bool
 
 	mu   sync.Mutex
@@ -712,13 +712,18 @@ func (c *consumer) reclaim(ctx context.Context) (entries []bus.Entry, more bool,
 		// They are ours now and stay pending: the next reclaim pass takes them again.
 		return nil, false, fmt.Errorf("redisbus: xpending %s %s: %w", c.stream, c.group, err)
 	}
+	c.mu.Lock()
 	for i, m := range msgs {
+		if _, ok := c.held[m.ID]; ok {
+			continue // ours already, in a handler or waiting for its ack: a late refresh
+		}
 		p := cmds[i].Val()
 		if len(p) != 1 || p[0].Consumer != c.name {
 			continue // acked or claimed by another meanwhile
 		}
 		entries = append(entries, c.entry(m, p[0].RetryCount))
 	}
+	c.mu.Unlock()
 	c.b.reclaimed.Add(uint64(len(entries)))
 	c.hold(entries)
 	return entries, more, nil
@@ -815,7 +820,7 @@ func (c *consumer) acker(ctx context.Context, acks <-chan string, done chan<- st
 // delivery count does not change), so that no other consumer reclaims them while this one is
 // alive. It stops with ctx: from then on they age, and are reclaimed after ReclaimIdle.
 func (c *consumer) heartbeat(ctx context.Context) {
-	every := max(c.opts.ReclaimIdle/3, time.Millisecond)
+	every := max(c.opts.ReclaimIdle/4, time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -847,7 +852,7 @@ func (c *consumer) refresh(ctx context.Context, ids []string) {
 			Stream: c.key, Group: c.group, Consumer: c.name, Messages: ids[:n],
 		}).Err()
 		if err != nil {
-			// Logged once per run of failures: the heartbeat retries every ReclaimIdle/3.
+			// Logged once per run of failures: the heartbeat retries every ReclaimIdle/4.
 			if ctx.Err() == nil && !c.refreshFailing.Swap(true) {
 				c.log.Warn("redisbus: xclaim (refresh) failing", "err", err)
 			}

@@ -191,6 +191,8 @@ func testSurvivesRestart(t *testing.T, stop func(*testredis.Server) error, outag
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	restarted := time.Now()
+	defer func() { t.Logf("recovered %s after the restart", time.Since(restarted)) }()
 
 	// Appends may fail until the client has reconnected.
 	retry(t, "append after restart", func() error {
@@ -198,6 +200,7 @@ func testSurvivesRestart(t *testing.T, stop func(*testredis.Server) error, outag
 		return err
 	})
 	expectEntry(t, got, "after")
+	t.Logf("consumed %s after the restart", time.Since(restarted))
 
 	// Add returns once Redis has confirmed: a message published then is delivered.
 	select {
@@ -208,6 +211,7 @@ func testSurvivesRestart(t *testing.T, stop func(*testredis.Server) error, outag
 	case <-time.After(bustest.Eventually):
 		t.Fatal("Add made during the outage did not return after it")
 	}
+	t.Logf("Add returned %s after the restart", time.Since(restarted))
 	if err := b.Publish(ctx, "y", []byte("on y")); err != nil {
 		t.Fatal(err)
 	}
