@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -83,6 +84,10 @@ type apiClient struct {
 	maxAttempts int
 	logf        func(format string, args ...any)
 
+	// warnf, when set, hears once about the first 429 (a slow set-up should say why).
+	warnf    func(format string, args ...any)
+	warnOnce sync.Once
+
 	rateLimited atomic.Int64 // 429 answers seen
 	retried     atomic.Int64 // retries after network errors or 5xx
 }
@@ -134,6 +139,12 @@ func (a *apiClient) do(ctx context.Context, method, path string, q url.Values, t
 		switch {
 		case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 			a.rateLimited.Add(1)
+			if a.warnf != nil {
+				a.warnOnce.Do(func() {
+					a.warnf("%s %s: rate limited (429), waiting as Retry-After says (%s); a benchmark server "+
+						"can relax this (meshd: MESH_REGISTRATIONS_PER_MINUTE)", method, path, ae.RetryAfter)
+				})
+			}
 			wait = ae.RetryAfter
 			if wait <= 0 {
 				wait = time.Second
@@ -280,9 +291,16 @@ func (a *apiClient) DeleteRoom(ctx context.Context, token, roomID string) error 
 	return a.do(ctx, http.MethodDelete, "/api/rooms/"+url.PathEscape(roomID), nil, token, nil, nil)
 }
 
+// Messages reads up to limit messages of a room with a seq above after, in seq order.
+// From the start (after 0) it asks for the messages before limit+1 instead: the same set,
+// and it does not depend on how a server reads an explicit after=0 (some treat it as
+// absent, which means "the latest page").
 func (a *apiClient) Messages(ctx context.Context, token, roomID string, after int64, limit int) (messagePage, error) {
 	var p messagePage
 	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(limit)}}
+	if after <= 0 {
+		q = url.Values{"before": {strconv.Itoa(limit + 1)}, "limit": {strconv.Itoa(limit)}}
+	}
 	err := a.do(ctx, http.MethodGet, "/api/rooms/"+url.PathEscape(roomID)+"/messages", q, token, nil, &p)
 	return p, err
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
 )
@@ -238,21 +237,18 @@ func scanString(b []byte, i int) (start, end int, escaped bool, next int, err er
 	}
 	start = i + 1
 	j := start
-	for {
-		k := bytes.IndexAny(b[j:], "\"\\")
-		if k < 0 {
-			return 0, 0, false, len(b), errBadFrame
-		}
-		j += k
-		if b[j] == '"' {
+	for j < len(b) {
+		switch b[j] {
+		case '"':
 			return start, j, escaped, j + 1, nil
-		}
-		escaped = true
-		j += 2 // skip the backslash and the escaped byte (\uXXXX's digits are plain)
-		if j > len(b) {
-			return 0, 0, false, len(b), errBadFrame
+		case '\\':
+			escaped = true
+			j += 2 // skip the backslash and the escaped byte (\uXXXX's digits are plain)
+		default:
+			j++
 		}
 	}
+	return 0, 0, false, len(b), errBadFrame
 }
 
 // scanInt reads a JSON number at b[i] as an int64. Numbers with a fraction or an exponent

@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -51,8 +52,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("-timeout %s reached", cfg.Timeout))
-	defer cancel()
 
 	logger := log.New(stderr, "meshbench: ", log.Ltime|log.Lmicroseconds)
 	logf := func(format string, args ...any) { logger.Printf(format, args...) }
@@ -76,16 +75,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 // execute does one run and returns its report, however far it got.
 func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any)) (*report, int) {
 	started := time.Now()
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("-timeout %s reached", cfg.Timeout))
+	defer cancel()
 	runID := newID()[:8]
 	rep := newReport(cfg, runID, started)
 	api := newAPIClient(cfg.base, cfg.SetupConcurrency, vlogf)
+	api.warnf = logf
 	r := &runner{
 		cfg: cfg, api: api, logf: logf, vlogf: vlogf, runID: runID,
 		hub:   &hub{run: []byte(runID)},
 		probe: &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.MetricsURL, client: api.http},
 	}
 	fail := func(err error) (*report, int) {
-		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) && !strings.Contains(err.Error(), cause.Error()) {
 			err = fmt.Errorf("%w (%v)", err, cause)
 		}
 		rep.Error = err.Error()
@@ -102,6 +104,9 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 		return fail(fmt.Errorf("set-up: %w", err))
 	}
 	r.setup = setup
+	if cfg.Users > cfg.Sockets {
+		logf("note: %d users but %d sockets: %d users have no socket", cfg.Users, cfg.Sockets, cfg.Users-cfg.Sockets)
+	}
 	r.allAcks = make([][]ackRecord, len(setup.Rooms))
 	r.probe.token = setup.OwnerToken
 	rep.Setup = &setup.report
@@ -109,7 +114,7 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 		setup.report.UsersRegistered, setup.report.UsersLoggedIn, setup.report.RoomsCreated)
 	defer func() {
 		if cfg.Cleanup {
-			cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 			cleanupRooms(cctx, api, setup, logf)
 			ccancel()
 		}
@@ -119,7 +124,7 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 	mem := &memoryReport{Source: r.probe.Source()}
 	rep.Memory = mem
 	if s, err := r.probe.Read(ctx); err == nil {
-		mem.ServerBaselineBytes = u64p(s.RSS)
+		mem.baseline(s)
 	} else {
 		mem.Note = "server RSS unavailable: " + err.Error()
 		logf("%s", mem.Note)
@@ -146,10 +151,7 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 	}
 	sampleLoaded := func() {
 		if s, err := r.probe.Read(ctx); err == nil {
-			mem.ServerLoadedBytes = u64p(s.RSS)
-			if mem.ServerPeakBytes == nil || s.RSS > *mem.ServerPeakBytes {
-				mem.ServerPeakBytes = u64p(s.RSS)
-			}
+			mem.loaded(s)
 		}
 		if s := selfSample(); s.HasRSS {
 			mem.ToolLoadedBytes = u64p(s.RSS)
@@ -170,8 +172,8 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 			case <-ctx.Done():
 				break hold
 			case <-tick.C:
-				if s, err := r.probe.Read(ctx); err == nil && (mem.ServerPeakBytes == nil || s.RSS > *mem.ServerPeakBytes) {
-					mem.ServerPeakBytes = u64p(s.RSS)
+				if s, err := r.probe.Read(ctx); err == nil {
+					mem.peak(s)
 				}
 			}
 		}

@@ -65,16 +65,67 @@ type memoryReport struct {
 	ServerPeakBytes     *uint64  `json:"serverPeakBytes"`
 	ServerPerSocket     *float64 `json:"serverBytesPerSocket"`
 	ServerIdleCPUPct    *float64 `json:"serverIdleCpuPct,omitempty"`
-	ToolBaselineBytes   *uint64  `json:"toolBaselineBytes"`
-	ToolLoadedBytes     *uint64  `json:"toolLoadedBytes"`
-	ToolPerSocket       *float64 `json:"toolBytesPerSocket"`
-	ToolIdleCPUPct      *float64 `json:"toolIdleCpuPct,omitempty"`
+	// From the server's Go metrics, when /metrics answers.
+	ServerHeapBaselineBytes *uint64  `json:"serverHeapBaselineBytes"`
+	ServerHeapLoadedBytes   *uint64  `json:"serverHeapLoadedBytes"`
+	ServerHeapPerSocket     *float64 `json:"serverHeapBytesPerSocket"`
+	ServerGoroutinesBase    *uint64  `json:"serverGoroutinesBaseline"`
+	ServerGoroutinesLoaded  *uint64  `json:"serverGoroutinesLoaded"`
+	ServerGoroutinesPerSock *float64 `json:"serverGoroutinesPerSocket"`
+	ToolBaselineBytes       *uint64  `json:"toolBaselineBytes"`
+	ToolLoadedBytes         *uint64  `json:"toolLoadedBytes"`
+	ToolPerSocket           *float64 `json:"toolBytesPerSocket"`
+	ToolIdleCPUPct          *float64 `json:"toolIdleCpuPct,omitempty"`
+}
+
+// baseline records the server's sample before the sockets open.
+func (m *memoryReport) baseline(s procSample) {
+	if s.HasRSS {
+		m.ServerBaselineBytes = u64p(s.RSS)
+	}
+	if s.HasHeap {
+		m.ServerHeapBaselineBytes = u64p(s.HeapInuse)
+	}
+	if s.HasGor {
+		m.ServerGoroutinesBase = u64p(s.Goroutines)
+	}
+}
+
+// loaded records the server's sample with the sockets open.
+func (m *memoryReport) loaded(s procSample) {
+	if s.HasRSS {
+		m.ServerLoadedBytes = u64p(s.RSS)
+	}
+	if s.HasHeap {
+		m.ServerHeapLoadedBytes = u64p(s.HeapInuse)
+	}
+	if s.HasGor {
+		m.ServerGoroutinesLoaded = u64p(s.Goroutines)
+	}
+	m.peak(s)
+}
+
+func (m *memoryReport) peak(s procSample) {
+	if s.HasRSS && (m.ServerPeakBytes == nil || s.RSS > *m.ServerPeakBytes) {
+		m.ServerPeakBytes = u64p(s.RSS)
+	}
 }
 
 // compute derives the per-socket figures from the samples.
 func (m *memoryReport) compute(sockets int) {
 	m.ServerPerSocket = perSocket(m.ServerBaselineBytes, m.ServerLoadedBytes, sockets)
+	m.ServerHeapPerSocket = perSocket(m.ServerHeapBaselineBytes, m.ServerHeapLoadedBytes, sockets)
+	m.ServerGoroutinesPerSock = perSocketFrac(m.ServerGoroutinesBase, m.ServerGoroutinesLoaded, sockets)
 	m.ToolPerSocket = perSocket(m.ToolBaselineBytes, m.ToolLoadedBytes, sockets)
+}
+
+// perSocketFrac is like perSocket with two decimals (for counts such as goroutines).
+func perSocketFrac(base, loaded *uint64, sockets int) *float64 {
+	if base == nil || loaded == nil || sockets <= 0 {
+		return nil
+	}
+	v := round2((float64(*loaded) - float64(*base)) / float64(sockets))
+	return &v
 }
 
 // perSocket is (loaded - baseline) / sockets, which may be negative (a GC in between).
@@ -161,9 +212,9 @@ func stepLine(st stepResult) string {
 	if !st.Pass {
 		verdict = "FAIL: " + st.Reason
 	}
-	return fmt.Sprintf("step %2d  rate %8.0f/s  sent %8.0f/s  deliveries %10.0f/s  loss %d  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  server cpu %s  %s",
+	return fmt.Sprintf("step %2d  rate %7.0f/s  sent %7.0f/s  deliveries %9.0f/s  loss %d  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  cpu server %s tool %s  %s",
 		st.Step, st.TargetRate, st.SendRate, st.DeliveriesPerSec, st.Deliveries.Lost,
-		st.Latency.P50Ms, st.Latency.P99Ms, st.Latency.MaxMs, fmtPct(st.ServerCPUPct), verdict)
+		st.Latency.P50Ms, st.Latency.P99Ms, st.Latency.MaxMs, fmtPct(st.ServerCPUPct), fmtPct(st.ToolCPUPct), verdict)
 }
 
 // printSummary writes the human-readable summary.
@@ -183,6 +234,14 @@ func printSummary(w io.Writer, r *report) {
 	if m := r.Memory; m != nil {
 		p("memory     server %s → %s (peak %s): %s per socket  [%s]", fmtBytes(m.ServerBaselineBytes),
 			fmtBytes(m.ServerLoadedBytes), fmtBytes(m.ServerPeakBytes), fmtPerSocket(m.ServerPerSocket), m.Source)
+		if m.ServerHeapPerSocket != nil {
+			p("           server Go heap in use %s → %s: %s per socket", fmtBytes(m.ServerHeapBaselineBytes),
+				fmtBytes(m.ServerHeapLoadedBytes), fmtPerSocket(m.ServerHeapPerSocket))
+		}
+		if m.ServerGoroutinesPerSock != nil {
+			p("           server goroutines %d → %d: %.2f per socket", *m.ServerGoroutinesBase,
+				*m.ServerGoroutinesLoaded, *m.ServerGoroutinesPerSock)
+		}
 		p("           tool   %s → %s: %s per socket", fmtBytes(m.ToolBaselineBytes), fmtBytes(m.ToolLoadedBytes),
 			fmtPerSocket(m.ToolPerSocket))
 		if m.ServerIdleCPUPct != nil || m.ToolIdleCPUPct != nil {
@@ -218,6 +277,9 @@ func printSummary(w io.Writer, r *report) {
 	rd := r.Readers
 	p("readers    %d frames, %d bench messages, %d late, %d foreign, %d parse errors, %d order violations, %d seq gaps, %d disconnects, %d unref errors",
 		rd.Frames, rd.Messages, rd.Stale, rd.Foreign, rd.ParseErrors, rd.OrderViolations, rd.SeqGaps, rd.Disconnects, rd.UnrefErrors)
+	for _, d := range rd.DisconnectSamples {
+		p("           lost %s", d)
+	}
 	if r.Error != "" {
 		p("ERROR      %s", r.Error)
 	}

@@ -19,6 +19,10 @@ import (
 const (
 	metricRSS = "process_resident_memory_bytes"
 	metricCPU = "process_cpu_seconds_total"
+	// Go runtime gauges: the heap is a truer per-socket cost than RSS on a server that has
+	// run before (Go returns freed pages to the OS only slowly).
+	metricHeap       = "go_memstats_heap_inuse_bytes"
+	metricGoroutines = "go_goroutines"
 )
 
 // promMetrics finds, for each wanted metric, the value of its unlabelled sample (or, failing
@@ -170,17 +174,23 @@ func selfCPUSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// procSample is one reading of a process's resident memory and CPU time.
+// procSample is one reading of a process's resident memory and CPU time, and, for the
+// server when its metrics answer, its Go heap in use and goroutines.
 type procSample struct {
 	At         time.Time
 	RSS        uint64
 	HasRSS     bool
 	CPUSeconds float64
 	HasCPU     bool
+	HeapInuse  uint64
+	HasHeap    bool
+	Goroutines uint64
+	HasGor     bool
 }
 
 // serverProbe reads the server's resident memory and CPU time, from /proc when a pid is
-// given, otherwise from the server's Prometheus metrics.
+// given, otherwise from the server's Prometheus metrics; the Go heap and goroutine gauges
+// come from the metrics when they answer.
 type serverProbe struct {
 	pid        int
 	metricsURL string
@@ -198,6 +208,15 @@ func (p *serverProbe) Source() string {
 // Read samples the server. An error means no RSS could be read.
 func (p *serverProbe) Read(ctx context.Context) (procSample, error) {
 	s := procSample{At: time.Now()}
+	m, merr := p.metrics(ctx)
+	if merr == nil {
+		if v, ok := m[metricHeap]; ok && v >= 0 {
+			s.HeapInuse, s.HasHeap = uint64(v), true
+		}
+		if v, ok := m[metricGoroutines]; ok && v >= 0 {
+			s.Goroutines, s.HasGor = uint64(v), true
+		}
+	}
 	if p.pid > 0 {
 		rss, err := readProcRSS(p.pid)
 		if err != nil {
@@ -209,27 +228,8 @@ func (p *serverProbe) Read(ctx context.Context) (procSample, error) {
 		}
 		return s, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
-	if err != nil {
-		return s, err
-	}
-	if p.token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.token)
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return s, fmt.Errorf("GET %s: %w", p.metricsURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return s, fmt.Errorf("GET %s: status %d", p.metricsURL, resp.StatusCode)
-	}
-	m, err := promMetrics(io.LimitReader(resp.Body, 32<<20), metricRSS, metricCPU)
-	if err != nil {
-		return s, err
+	if merr != nil {
+		return s, merr
 	}
 	rss, ok := m[metricRSS]
 	if !ok {
@@ -243,6 +243,28 @@ func (p *serverProbe) Read(ctx context.Context) (procSample, error) {
 		s.CPUSeconds, s.HasCPU = cpu, true
 	}
 	return s, nil
+}
+
+func (p *serverProbe) metrics(ctx context.Context) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", p.metricsURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, fmt.Errorf("GET %s: status %d", p.metricsURL, resp.StatusCode)
+	}
+	return promMetrics(io.LimitReader(resp.Body, 32<<20), metricRSS, metricCPU, metricHeap, metricGoroutines)
 }
 
 // selfSample reads the tool's own RSS and CPU time.

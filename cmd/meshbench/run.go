@@ -17,6 +17,7 @@ const (
 	senderMaxLag    = time.Second // a sender further behind skips (and counts) the backlog
 	drainPoll       = 20 * time.Millisecond
 	closeWorkers    = 32
+	closeGrace      = 2 * time.Second
 	readerExitWait  = 5 * time.Second
 	stepPassMinRate = 0.9 // a step must send at least this share of its target rate
 )
@@ -227,16 +228,18 @@ func (r *runner) closeSockets() {
 			open = append(open, s)
 		}
 	}
+	// Close frames get closeGrace in all; past it sockets are just closed.
+	deadline := time.Now().Add(closeGrace)
 	_ = forEach(context.Background(), len(open), closeWorkers, func(_ context.Context, i int) error {
-		open[i].close()
+		open[i].close(deadline)
 		return nil
 	})
-	deadline := time.NewTimer(readerExitWait)
-	defer deadline.Stop()
+	wait := time.NewTimer(readerExitWait)
+	defer wait.Stop()
 	for _, s := range open {
 		select {
 		case <-s.done:
-		case <-deadline.C:
+		case <-wait.C:
 			r.logf("some socket readers did not stop within %s", readerExitWait)
 			return
 		}
@@ -285,6 +288,8 @@ type readerTotals struct {
 	Disconnects     int64  `json:"disconnects"`
 	UnrefErrors     int64  `json:"unrefErrors"`
 	LateAcks        int64  `json:"lateAcks"`
+	// DisconnectSamples are the first few reasons sockets were lost.
+	DisconnectSamples []string `json:"disconnectSamples,omitempty"`
 }
 
 func (r *runner) readerTotals() readerTotals {
@@ -304,6 +309,9 @@ func (r *runner) readerTotals() readerTotals {
 	t.Disconnects = r.hub.disconnects.Load()
 	t.UnrefErrors = r.hub.unrefErrors.Load()
 	t.LateAcks = r.hub.lateAcks.Load()
+	r.hub.discMu.Lock()
+	t.DisconnectSamples = append([]string(nil), r.hub.discSamples...)
+	r.hub.discMu.Unlock()
 	return t
 }
 

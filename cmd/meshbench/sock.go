@@ -22,7 +22,7 @@ import (
 const (
 	writeTimeout   = 5 * time.Second
 	initialBufSize = 512
-	keepBufSize    = 16 << 10  // a reader keeps its buffer up to this size between frames
+	keepBufSize    = 4 << 10   // a reader keeps its buffer up to this size between frames
 	maxFrameRead   = 256 << 20 // snapshots of big meshes are large; anything bigger is broken
 )
 
@@ -96,13 +96,16 @@ func (s *sock) write(b []byte) error {
 	return s.ws.WriteMessage(websocket.TextMessage, b)
 }
 
-// close closes the socket politely; the reader then returns.
-func (s *sock) close() {
+// close closes the socket, politely if the close frame can be written by deadline; the
+// reader then returns.
+func (s *sock) close(deadline time.Time) {
 	if s.closing.Swap(true) {
 		return
 	}
-	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "meshbench done")
-	_ = s.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	if time.Now().Before(deadline) {
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "meshbench done")
+		_ = s.ws.WriteControl(websocket.CloseMessage, msg, deadline)
+	}
 	_ = s.ws.Close()
 }
 
@@ -382,7 +385,7 @@ func (d *dialer) open(ctx context.Context, idx int, u *benchUser, r *benchRoom) 
 				if err := ws.SetReadDeadline(time.Time{}); err != nil {
 					return fail(failClosed, err)
 				}
-				s.shrinkBuf()
+				s.buf = nil // the snapshot's buffer: idle sockets should not keep it
 				return s, nil
 			}
 		}

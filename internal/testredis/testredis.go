@@ -113,6 +113,13 @@ func Start(tb testing.TB) string {
 // TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the shared server, if one was started, and removes its folder. Main calls
+// it; a TestMain that does more calls it itself after m.Run.
+func StopShared() {
 	if shared.srv != nil {
 		if err := shared.srv.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testredis: stop shared server: %v\n", err)
@@ -121,7 +128,6 @@ func Main(m *testing.M) {
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
 	}
-	os.Exit(code)
 }
 
 var prefixSeq atomic.Uint64

@@ -63,8 +63,9 @@ type Participants interface {
 
 // RoomQuery selects the rooms a viewer may see: every public room and the private rooms the
 // viewer is a member of, ordered by ID, after the cursor After (an ID; empty for the start),
-// at most Limit (0 means mesh.DefaultListLimit; capped at mesh.MaxListLimit). Archived rooms
-// are included. Each room comes with its MemberCount.
+// at most Limit (0 means mesh.DefaultListLimit; no maximum is applied, so that a caller may
+// ask for one more than a page to learn whether another page follows). Archived rooms are
+// included. Each room comes with its MemberCount.
 type RoomQuery struct {
 	Viewer string
 	After  string

@@ -86,7 +86,7 @@ func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, 
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT `+roomCols+` FROM rooms r
 		WHERE r.id > ? AND `+visible+`
-		ORDER BY r.id LIMIT ?`, q.After, q.Viewer, listLimit(q.Limit))
+		ORDER BY r.id LIMIT ?`, q.After, q.Viewer, roomLimit(q.Limit))
 	if err != nil {
 		return nil, wrap("list rooms", err)
 	}
@@ -100,6 +100,14 @@ func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, 
 		out = append(out, r)
 	}
 	return out, wrap("list rooms", rows.Err())
+}
+
+// roomLimit is RoomQuery.Limit with its default applied (and no maximum).
+func roomLimit(n int) int {
+	if n <= 0 {
+		return mesh.DefaultListLimit
+	}
+	return n
 }
 
 // UpdateRoom changes the fields of u that are set, and returns the room as stored.

@@ -132,11 +132,7 @@ func migrate(ctx context.Context, db *sql.DB, migs []migration, now time.Time) e
 			return fmt.Errorf("migrate: migration %q has version %d, want %d", m.name, m.version, i+1)
 		}
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL
-	) STRICT`); err != nil {
+	if err := createMigrationsTable(ctx, db); err != nil {
 		return fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	current, err := schemaVersion(ctx, db)
@@ -153,6 +149,26 @@ func migrate(ctx context.Context, db *sql.DB, migs []migration, now time.Time) e
 		}
 	}
 	return nil
+}
+
+// createMigrationsTable makes schema_migrations if it is missing. It runs in an immediate
+// transaction: as an autocommit statement it would start reading and then upgrade to writing,
+// and SQLite answers SQLITE_BUSY at once, without waiting, when another connection (a
+// concurrent Open of the same new file) wrote in between.
+func createMigrationsTable(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // apply runs one migration unless it has been applied meanwhile.

@@ -244,6 +244,19 @@ func nonNil(m map[string][]string) map[string][]string {
 // Rounds is how many times the concurrency tests repeat a race that can be repeated.
 const Rounds = 20
 
+// FreshStores is how many new stores the races that happen once per store (the first
+// registration) are run on.
+const FreshStores = 10
+
+// onFreshStores runs fn on FreshStores new stores, one after the other.
+func onFreshStores(fn func(t *testing.T, s store.Store)) func(*testing.T, func(*testing.T) store.Store) {
+	return func(t *testing.T, newStore func(*testing.T) store.Store) {
+		for i := range FreshStores {
+			t.Run(fmt.Sprint("store", i), func(t *testing.T) { fn(t, newStore(t)) })
+		}
+	}
+}
+
 // warmUp makes concurrent reads, so that the connection pools of the store are full and the
 // writers that race next really overlap (rather than the first finishing while the others
 // are still connecting).

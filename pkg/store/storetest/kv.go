@@ -12,24 +12,24 @@ import (
 )
 
 var reactionTests = []test{
-	{"AddRemove", reactionAddRemove},
-	{"Order", reactionOrder},
-	{"ConcurrentAdd", reactionConcurrentAdd},
+	{name: "AddRemove", fn: reactionAddRemove},
+	{name: "Order", fn: reactionOrder},
+	{name: "ConcurrentAdd", fn: reactionConcurrentAdd},
 }
 
 var tokenTests = []test{
-	{"Revoke", tokenRevoke},
+	{name: "Revoke", fn: tokenRevoke},
 }
 
 var settingTests = []test{
-	{"SetAndGet", settingSetAndGet},
-	{"SetIfAbsent", settingSetIfAbsent},
-	{"ConcurrentSetIfAbsent", settingConcurrentSetIfAbsent},
+	{name: "SetAndGet", fn: settingSetAndGet},
+	{name: "SetIfAbsent", fn: settingSetIfAbsent},
+	{name: "ConcurrentSetIfAbsent", fn: settingConcurrentSetIfAbsent},
 }
 
 var idempotencyTests = []test{
-	{"SaveAndGet", idempotencySaveAndGet},
-	{"ConcurrentSave", idempotencyConcurrentSave},
+	{name: "SaveAndGet", fn: idempotencySaveAndGet},
+	{name: "ConcurrentSave", fn: idempotencyConcurrentSave},
 }
 
 func reactionAddRemove(t *testing.T, s store.Store) {

@@ -13,26 +13,26 @@ import (
 )
 
 var messageTests = []test{
-	{"CreateAndRead", messageCreateAndRead},
-	{"NotFound", messageNotFound},
-	{"SeqPerRoom", messageSeqPerRoom},
-	{"ClientMsgID", messageClientMsgID},
-	{"Edit", messageEdit},
-	{"Delete", messageDelete},
-	{"ConcurrentSeq", messageConcurrentSeq},
-	{"ConcurrentClientMsgID", messageConcurrentClientMsgID},
+	{name: "CreateAndRead", fn: messageCreateAndRead},
+	{name: "NotFound", fn: messageNotFound},
+	{name: "SeqPerRoom", fn: messageSeqPerRoom},
+	{name: "ClientMsgID", fn: messageClientMsgID},
+	{name: "Edit", fn: messageEdit},
+	{name: "Delete", fn: messageDelete},
+	{name: "ConcurrentSeq", fn: messageConcurrentSeq},
+	{name: "ConcurrentClientMsgID", fn: messageConcurrentClientMsgID},
 }
 
 var listTests = []test{
-	{"Latest", listLatest},
-	{"Limit", listLimit},
-	{"After", listAfter},
-	{"Before", listBefore},
-	{"Window", listWindow},
-	{"Whispers", listWhispers},
-	{"Thread", listThread},
-	{"Content", listContent},
-	{"Deleted", listDeleted},
+	{name: "Latest", fn: listLatest},
+	{name: "Limit", fn: listLimit},
+	{name: "After", fn: listAfter},
+	{name: "Before", fn: listBefore},
+	{name: "Window", fn: listWindow},
+	{name: "Whispers", fn: listWhispers},
+	{name: "Thread", fn: listThread},
+	{name: "Content", fn: listContent},
+	{name: "Deleted", fn: listDeleted},
 }
 
 func messageCreateAndRead(t *testing.T, s store.Store) {
@@ -136,7 +136,7 @@ func messageClientMsgID(t *testing.T, s store.Store) {
 	}
 	got, created, err = s.CreateMessage(ctx, newMessage("r1", "a", "third try", clientMsgID("c-1")))
 	if err != nil || created || got.ID != first.ID || got.Content != "edited" ||
-		!reflectEqual(got.Reactions, map[string][]string{"👍": {"b"}}) {
+		!sameReactions(got.Reactions, map[string][]string{"👍": {"b"}}) {
 		t.Errorf("CreateMessage(repeat after edit) = %+v, created %v, %v", got, created, err)
 	}
 
@@ -261,7 +261,7 @@ func messageDelete(t *testing.T, s store.Store) {
 	}
 	// Other messages keep their reactions.
 	stored, err = s.Message(ctx, second.ID)
-	if err != nil || !reflectEqual(stored.Reactions, map[string][]string{"👍": {"a"}}) {
+	if err != nil || !sameReactions(stored.Reactions, map[string][]string{"👍": {"a"}}) {
 		t.Errorf("the other message's reactions = %v, %v", stored.Reactions, err)
 	}
 }
@@ -569,7 +569,8 @@ func listDeleted(t *testing.T, s store.Store) {
 	}
 }
 
-func reflectEqual(a, b map[string][]string) bool {
+// sameReactions compares reaction maps, the order of each emoji's reactors included.
+func sameReactions(a, b map[string][]string) bool {
 	if len(a) != len(b) {
 		return false
 	}

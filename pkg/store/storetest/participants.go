@@ -10,20 +10,20 @@ import (
 )
 
 var participantTests = []test{
-	{"CreateAndRead", participantCreateAndRead},
-	{"EmailCaseInsensitive", participantEmailCaseInsensitive},
-	{"EmailTaken", participantEmailTaken},
-	{"NoEmail", participantNoEmail},
-	{"NotFound", participantNotFound},
-	{"ByIDs", participantsByIDs},
-	{"Count", participantCount},
-	{"Update", participantUpdate},
-	{"AnyOrder", participantAnyOrder},
-	{"FirstBecomesOwner", participantFirstBecomesOwner},
-	{"OnlyFirst", participantOnlyFirst},
-	{"ConcurrentFirstBecomesOwner", participantConcurrentFirstBecomesOwner},
-	{"ConcurrentOnlyFirst", participantConcurrentOnlyFirst},
-	{"ConcurrentSameEmail", participantConcurrentSameEmail},
+	{name: "CreateAndRead", fn: participantCreateAndRead},
+	{name: "EmailCaseInsensitive", fn: participantEmailCaseInsensitive},
+	{name: "EmailTaken", fn: participantEmailTaken},
+	{name: "NoEmail", fn: participantNoEmail},
+	{name: "NotFound", fn: participantNotFound},
+	{name: "ByIDs", fn: participantsByIDs},
+	{name: "Count", fn: participantCount},
+	{name: "Update", fn: participantUpdate},
+	{name: "AnyOrder", fn: participantAnyOrder},
+	{name: "FirstBecomesOwner", fn: participantFirstBecomesOwner},
+	{name: "OnlyFirst", fn: participantOnlyFirst},
+	{name: "ConcurrentFirstBecomesOwner", fresh: onFreshStores(participantConcurrentFirstBecomesOwner)},
+	{name: "ConcurrentOnlyFirst", fresh: onFreshStores(participantConcurrentOnlyFirst)},
+	{name: "ConcurrentSameEmail", fn: participantConcurrentSameEmail},
 }
 
 func participantCreateAndRead(t *testing.T, s store.Store) {

@@ -54,6 +54,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {
 				t.Run(tc.name, func(t *testing.T) {
+					if tc.fresh != nil {
+						tc.fresh(t, newStore)
+						return
+					}
 					tc.fn(t, newStore(t))
 				})
 			}
@@ -61,14 +65,16 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-// test is one rule of the contract, checked on a fresh store.
+// test is one rule of the contract, checked on a fresh store (fn), or on as many fresh stores
+// as it asks for (fresh: for races that happen once per store).
 type test struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
+	name  string
+	fn    func(t *testing.T, s store.Store)
+	fresh func(t *testing.T, newStore func(t *testing.T) store.Store)
 }
 
 var storeTests = []test{
-	{"Ping", func(t *testing.T, s store.Store) {
+	{name: "Ping", fn: func(t *testing.T, s store.Store) {
 		if err := s.Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
