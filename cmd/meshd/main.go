@@ -205,16 +205,20 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 	return err
 }
 
+// subscriptionBuffer is how many events a subscription (a gateway's, mostly) holds before it
+// drops: deep enough to absorb bursts of fan-out at full speed.
+const subscriptionBuffer = 1 << 16
+
 func openBus(ctx context.Context, cfg config, log *slog.Logger) (bus.Bus, error) {
 	if cfg.RedisURL == "" {
-		return membus.New(membus.Options{Logger: log}), nil
+		return membus.New(membus.Options{Logger: log, SubscriptionBuffer: subscriptionBuffer}), nil
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	client := redis.NewClient(opts)
-	b, err := redisbus.New(client, redisbus.Options{Prefix: cfg.RedisPrefix, Logger: log})
+	b, err := redisbus.New(client, redisbus.Options{Prefix: cfg.RedisPrefix, Logger: log, SubscriptionBuffer: subscriptionBuffer})
 	if err != nil {
 		return nil, err
 	}
