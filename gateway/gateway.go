@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type Config struct {
 	PingInterval time.Duration
 	// HeartbeatInterval is how often the gateway tells the world it is alive (5 s).
 	HeartbeatInterval time.Duration
+	// Writers is how many goroutines write to the sockets (4 × GOMAXPROCS).
+	Writers int
 	// ShutdownTimeout bounds the drain on shutdown (10 s).
 	ShutdownTimeout time.Duration
 	// Web is the web app's files, served at / (nil for none).
@@ -98,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.SendQueue == 0 {
 		c.SendQueue = 4096
 	}
+	if c.Writers == 0 {
+		c.Writers = 4 * runtime.GOMAXPROCS(0)
+	}
 }
 
 // Check is a readiness check of a dependency.
@@ -128,6 +134,7 @@ type Gateway struct {
 	ready   []Check
 	gather  prometheus.Gatherer
 
+	writers  *writers
 	draining atomic.Bool
 	addr     atomic.Value // string: the address actually listened on
 	sockets  sync.WaitGroup
@@ -152,6 +159,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer,
 	}
 	g.req = newRequester(deps.Bus, cfg.ID, cfg.RequestTimeout)
+	g.writers = newWriters()
 	g.app = g.newApp()
 	return g, nil
 }
@@ -182,12 +190,14 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
-	wg.Add(2)
+	g.writers.start(g.cfg.Writers)
+	wg.Add(3)
 	go func() { defer wg.Done(); g.dispatchLoop(loopCtx) }()
+	go func() { defer wg.Done(); g.pingLoop(loopCtx) }()
 	go func() { defer wg.Done(); g.heartbeatLoop(loopCtx) }()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- g.app.Listener(corkListener{ln}) }()
+	go func() { serveErr <- g.app.Listener(bufListener{ln}) }()
 	g.log.Info("gateway listening", "addr", ln.Addr().String())
 
 	select {
@@ -198,7 +208,25 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	stopLoops()
 	_ = sub.Close()
 	wg.Wait()
+	g.writers.close()
 	return err
+}
+
+// pingLoop pings every socket every PingInterval; a socket that answers nothing for two
+// intervals is closed by its reader.
+func (g *Gateway) pingLoop(ctx context.Context) {
+	t := time.NewTicker(g.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, s := range g.hub.sockets() {
+				s.ping()
+			}
+		}
+	}
 }
 
 // drain stops the gateway gracefully.

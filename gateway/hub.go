@@ -148,7 +148,7 @@ func (h *hub) activate(s *socket, first ...[]byte) {
 		s.send(f)
 	}
 	for _, f := range s.held {
-		s.send(f)
+		s.sendEncoded(f)
 	}
 	s.held = nil
 	s.active = true
@@ -341,11 +341,12 @@ func (h *hub) deliverLocked(rs *roomState, ev *mesh.Event) {
 			only[id] = true
 		}
 	}
+	frame := encodeText(ev.Frame) // once for every socket
 	for s := range rs.sockets {
 		if (only != nil && !only[s.participantID]) || (ev.Except != "" && s.participantID == ev.Except) {
 			continue
 		}
-		h.sendLocked(s, ev.Frame)
+		h.sendLocked(s, frame)
 	}
 	if ev.Left != "" {
 		var leaving []*socket
@@ -368,6 +369,7 @@ func (h *hub) deliverLocked(rs *roomState, ev *mesh.Event) {
 	}
 }
 
+// sendLocked queues an encoded frame for s, or holds it until s is active.
 func (h *hub) sendLocked(s *socket, frame []byte) {
 	if !s.active {
 		if len(s.held) < 256 {
@@ -375,7 +377,7 @@ func (h *hub) sendLocked(s *socket, frame []byte) {
 		}
 		return
 	}
-	s.send(frame)
+	s.sendEncoded(frame)
 }
 
 func (h *hub) participantEvent(pid string, ev *mesh.Event) {
@@ -430,7 +432,7 @@ func (h *hub) participantEvent(pid string, ev *mesh.Event) {
 	defer h.mu.Unlock()
 	for _, s := range targets {
 		if len(ev.Frame) > 0 && ev.Close == nil {
-			h.sendLocked(s, ev.Frame)
+			h.sendLocked(s, encodeText(ev.Frame))
 		}
 		if ev.Close != nil {
 			s.closeWith(ev.Close.Code, ev.Close.Reason)
@@ -443,6 +445,7 @@ func (h *hub) presenceEvent(ev *mesh.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seen := map[*socket]bool{}
+	frame := encodeText(ev.Frame)
 	for _, r := range ev.Rooms {
 		rs := h.rooms[r]
 		if rs == nil {
@@ -451,7 +454,7 @@ func (h *hub) presenceEvent(ev *mesh.Event) {
 		for s := range rs.sockets {
 			if !seen[s] {
 				seen[s] = true
-				h.sendLocked(s, ev.Frame)
+				h.sendLocked(s, frame)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func testHub(t *testing.T, wait time.Duration) *hub {
 }
 
 func testSocket(pid string) *socket {
-	s := newSocket("s-"+pid, nil, nil, 1000, nil, "", newMetrics(nil))
+	s := newSocket("s-"+pid, nil, nil, nil, 1000, nil, "", newMetrics(nil))
 	s.participantID = pid
 	return s
 }
@@ -43,7 +43,7 @@ func seqs(s *socket) []int64 {
 	var out []int64
 	for _, f := range s.queue {
 		var m struct{ Seq int64 }
-		_ = json.Unmarshal(f, &m)
+		_ = json.Unmarshal(framePayload(f), &m)
 		out = append(out, m.Seq)
 	}
 	return out

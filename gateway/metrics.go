@@ -9,6 +9,7 @@ type metrics struct {
 	eventsIn    prometheus.Counter
 	reordered   prometheus.Counter
 	slowClosed  prometheus.Counter
+	writes      prometheus.Counter
 	commands    *prometheus.HistogramVec
 	requests    *prometheus.HistogramVec
 }
@@ -21,6 +22,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		eventsIn:    prometheus.NewCounter(prometheus.CounterOpts{Name: "mesh_gateway_events_in_total", Help: "Events received from the bus."}),
 		reordered:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mesh_gateway_events_reordered_total", Help: "Message events that arrived out of seq order and were held."}),
 		slowClosed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "mesh_gateway_slow_sockets_closed_total", Help: "Sockets closed because they could not keep up."}),
+		writes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mesh_gateway_socket_writes_total", Help: "Batched writes to sockets (frames out / writes = frames per system call)."}),
 		commands: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "mesh_gateway_command_seconds", Help: "Time from a client event to its answer, by event type.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
@@ -31,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route", "method"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.eventsIn, m.reordered, m.slowClosed, m.commands, m.requests)
+		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.eventsIn, m.reordered, m.slowClosed, m.writes, m.commands, m.requests)
 	}
 	return m
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -71,14 +72,16 @@ func (g *Gateway) newApp() *fiber.App {
 		if !websocket.IsWebSocketUpgrade(c) {
 			return writeError(c, mesh.Errorf(mesh.CodeBadRequest, "this is a WebSocket endpoint"))
 		}
-		if cc, ok := c.Context().Conn().(*corkConn); ok {
-			c.Locals("cork", cc)
+		if bc, ok := c.Context().Conn().(*bufConn); ok {
+			c.Locals("bufconn", bc)
 		}
 		return c.Next()
 	}, websocket.New(g.serveSocket, websocket.Config{
+		// The gateway writes frames itself (see socket.turn); the library writes only control
+		// frames, through a small pooled buffer.
 		ReadBufferSize:  2048,
-		WriteBufferSize: 2048,
-		WriteBufferPool: writePool,
+		WriteBufferSize: 256,
+		WriteBufferPool: &sync.Pool{},
 	}))
 	if g.cfg.Web != nil {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(g.cfg.Web), Index: "index.html", NotFoundFile: "404.html"}))

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -19,13 +20,34 @@ const (
 	CloseSlowConsumer = 4008
 )
 
-// socket is one WebSocket connection. The reader goroutine (the connection's handler) reads
-// and handles frames in order; the writer goroutine drains the send queue, batching frames
-// into one write when several are waiting.
+// Limits of one socket's writer.
+const (
+	// maxQueueBytes bounds the bytes queued for one socket, whatever the frame count.
+	maxQueueBytes = 8 << 20
+	// writeSlice is how long one write may wait for the peer before the writer moves on to
+	// other sockets and comes back later.
+	writeSlice = 20 * time.Millisecond
+	// retryAfter is when a blocked socket gets its next turn.
+	retryAfter = 25 * time.Millisecond
+	// blockedLimit: a socket whose peer has not read for this long is closed as too slow.
+	blockedLimit = 10 * time.Second
+	// closeLimit bounds the wait to deliver a close frame to a peer that is not reading.
+	closeLimit = 5 * time.Second
+	// turnFrames: after writing this many batches in one turn, a busy socket goes to the back
+	// of the line so the others get their turn.
+	turnBatches = 4
+)
+
+// socket is one WebSocket connection. Its reader goroutine (the connection's handler) reads
+// and handles frames in order. Writing is done by the gateway's few writer goroutines: a
+// socket with frames queued waits for a turn, and then everything queued goes out in one
+// write. Under load, frames pile up between turns, so writes get bigger and fewer instead of
+// the machine drowning in one system call per frame.
 type socket struct {
 	id      string
 	conn    *websocket.Conn
-	cork    *corkConn // nil when the listener is not ours (tests)
+	bc      *bufConn
+	writers *writers
 	limiter *rate.Limiter
 	addr    string
 	m       *metrics
@@ -42,30 +64,39 @@ type socket struct {
 	active     bool
 	held       [][]byte
 
-	qmu      sync.Mutex
-	queue    [][]byte
-	qbytes   int
-	maxQueue int
-	wake     chan struct{}
-	closing  bool
-	closeMsg []byte
-	done     chan struct{} // closed when the writer has stopped
+	qmu          sync.Mutex
+	queue        [][]byte // encoded frames
+	spare        [][]byte
+	qbytes       int
+	maxQueue     int
+	scheduled    bool // has a writer turn coming, or is in one
+	closing      bool
+	closeFrame   []byte
+	pingDue      bool
+	blockedSince time.Time
+	closingSince time.Time
+
+	doneOnce sync.Once
+	done     chan struct{} // closed when the connection is closed for good
 }
 
-func newSocket(id string, conn *websocket.Conn, cork *corkConn, maxQueue int, lim *rate.Limiter, addr string, m *metrics) *socket {
-	return &socket{
-		id: id, conn: conn, cork: cork, limiter: lim, addr: addr, m: m,
-		rooms: map[string]struct{}{}, maxQueue: maxQueue,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+func newSocket(id string, conn *websocket.Conn, bc *bufConn, w *writers, maxQueue int, lim *rate.Limiter, addr string, m *metrics) *socket {
+	s := &socket{
+		id: id, conn: conn, bc: bc, writers: w, limiter: lim, addr: addr, m: m,
+		rooms: map[string]struct{}{}, maxQueue: maxQueue, done: make(chan struct{}),
 	}
+	if bc != nil {
+		bc.setKick(s.kick)
+	}
+	return s
 }
 
-// maxQueueBytes bounds the bytes waiting for one socket, whatever the frame count.
-const maxQueueBytes = 8 << 20
+// send queues a frame's JSON. It never blocks: a socket whose queue is full is closed as a
+// slow consumer (it resumes from seq when it reconnects), so it cannot slow the others.
+func (s *socket) send(payload []byte) { s.sendEncoded(encodeText(payload)) }
 
-// send queues a frame. It never blocks: a socket whose queue is full is closed as a slow
-// consumer (it resumes from seq when it reconnects), so it cannot slow the others.
-func (s *socket) send(frame []byte) {
+// sendEncoded queues an encoded frame (the hub encodes a room's event once for all sockets).
+func (s *socket) sendEncoded(frame []byte) {
 	s.qmu.Lock()
 	if s.closing {
 		s.qmu.Unlock()
@@ -79,15 +110,38 @@ func (s *socket) send(frame []byte) {
 	}
 	s.queue = append(s.queue, frame)
 	s.qbytes += len(frame)
+	s.scheduleLocked()
+}
+
+// scheduleLocked asks for a writer turn unless one is coming; it unlocks qmu.
+func (s *socket) scheduleLocked() {
+	turn := !s.scheduled
+	s.scheduled = true
 	s.qmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if turn && s.writers != nil {
+		s.writers.schedule(s)
 	}
 }
 
-// closeWith makes the writer send a close frame with code and reason (after what is already
-// queued is dropped) and close the connection.
+// kick asks for a turn (bytes written by others wait behind pending ones).
+func (s *socket) kick() {
+	s.qmu.Lock()
+	s.scheduleLocked()
+}
+
+// ping queues a ping.
+func (s *socket) ping() {
+	s.qmu.Lock()
+	if s.closing {
+		s.qmu.Unlock()
+		return
+	}
+	s.pingDue = true
+	s.scheduleLocked()
+}
+
+// closeWith drops what is queued and has the writer send a close frame with code and reason,
+// then close the connection.
 func (s *socket) closeWith(code int, reason string) {
 	s.qmu.Lock()
 	if s.closing {
@@ -95,72 +149,216 @@ func (s *socket) closeWith(code int, reason string) {
 		return
 	}
 	s.closing = true
-	s.closeMsg = websocket.FormatCloseMessage(code, reason)
-	s.queue = nil
-	s.qbytes = 0
-	s.qmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.closeFrame = encodeClose(code, reason)
+	s.queue, s.qbytes = nil, 0
+	s.scheduleLocked()
 }
 
-// writeLoop is the writer goroutine. It sends pings every pingEvery.
-func (s *socket) writeLoop(pingEvery, writeWait time.Duration) {
-	defer close(s.done)
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
-	var batch [][]byte
-	for {
-		select {
-		case <-s.wake:
-		case <-ping.C:
-			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				s.conn.Close()
-				return
-			}
-			continue
-		}
+// finish closes the connection for good.
+func (s *socket) finish() {
+	s.doneOnce.Do(func() {
 		s.qmu.Lock()
-		batch, s.queue = s.queue, batch[:0]
-		s.qbytes = 0
-		closing, closeMsg := s.closing, s.closeMsg
+		s.closing = true
+		s.queue = nil
 		s.qmu.Unlock()
+		if s.conn != nil {
+			_ = s.conn.Close()
+		}
+		close(s.done)
+	})
+}
+
+// turn is a writer's turn at the socket: it writes everything queued, in one write per
+// batch, until the queue is empty, the peer stops reading (the socket gets a later turn),
+// or the socket has had its share (it goes to the back of the line).
+func (s *socket) turn() {
+	// While the peer has not taken the last write, the queue stays where it is: it fills,
+	// and a peer that never catches up is closed as a slow consumer.
+	if s.bc != nil && s.bc.pendingBytes() > 0 {
+		blocked, err := s.bc.writeOut(nil, writeSlice)
+		if err != nil {
+			s.finish()
+			return
+		}
+		if blocked {
+			s.stillBlocked()
+			return
+		}
+	}
+	for i := 0; ; i++ {
+		s.qmu.Lock()
+		if i == turnBatches && (len(s.queue) > 0 || s.pingDue) {
+			s.qmu.Unlock()
+			s.writers.schedule(s)
+			return
+		}
+		batch := s.queue
+		s.queue, s.spare = s.spare[:0], nil
+		s.qbytes = 0
+		closing, closeFrame, ping := s.closing, s.closeFrame, s.pingDue
+		s.pingDue = false
+		s.qmu.Unlock()
+
+		buf := getBuf()
+		for _, f := range batch {
+			*buf = append(*buf, f...)
+		}
+		if ping {
+			*buf = append(*buf, pingFrame...)
+		}
+		if closing && closeFrame != nil {
+			*buf = append(*buf, closeFrame...)
+		}
+		var blocked bool
+		var err error
+		if s.bc != nil {
+			blocked, err = s.bc.writeOut(*buf, writeSlice)
+		}
+		putBuf(buf)
+		if n := len(batch); n > 0 {
+			s.m.framesOut.Add(float64(n))
+			s.m.writes.Inc()
+		}
+		clear(batch)
+		s.qmu.Lock()
+		s.spare = batch[:0]
 		if closing {
-			_ = s.conn.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(writeWait))
-			s.conn.Close()
+			s.closeFrame = nil // it is in the connection's pending bytes now
+		}
+		s.qmu.Unlock()
+
+		switch {
+		case err != nil:
+			s.finish()
+			return
+		case closing && !blocked:
+			s.finish()
+			return
+		case closing:
+			s.stillBlocked()
+			return
+		case blocked:
+			s.stillBlocked()
 			return
 		}
-		if len(batch) == 0 {
-			continue
-		}
-		if err := s.writeBatch(batch, writeWait); err != nil {
-			s.conn.Close()
+		s.blockedSince = time.Time{}
+
+		s.qmu.Lock()
+		if len(s.queue) == 0 && !s.pingDue && !s.closing {
+			s.scheduled = false
+			s.qmu.Unlock()
 			return
 		}
-		s.m.framesOut.Add(float64(len(batch)))
-		for i := range batch {
-			batch[i] = nil
-		}
+		s.qmu.Unlock()
 	}
 }
 
-func (s *socket) writeBatch(batch [][]byte, writeWait time.Duration) error {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(writeWait))
-	if s.cork != nil && len(batch) > 1 {
-		s.cork.cork()
-		for _, f := range batch {
-			if err := s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
-				_ = s.cork.uncork()
-				return err
+// stillBlocked handles a peer that did not take a write: closing sockets get closeLimit to
+// take their close frame, others blockedLimit to catch up, then the connection is dropped.
+func (s *socket) stillBlocked() {
+	now := time.Now()
+	s.qmu.Lock()
+	closing := s.closing
+	s.qmu.Unlock()
+	if closing {
+		if s.closingSince.IsZero() {
+			s.closingSince = now
+		} else if now.Sub(s.closingSince) > closeLimit {
+			s.finish()
+			return
+		}
+	} else if s.blockedSince.IsZero() {
+		s.blockedSince = now
+	} else if now.Sub(s.blockedSince) > blockedLimit {
+		s.m.slowClosed.Inc()
+		s.finish()
+		return
+	}
+	s.retryLater()
+}
+
+// retryLater gives a blocked socket another turn soon; it keeps its scheduled mark meanwhile.
+func (s *socket) retryLater() {
+	time.AfterFunc(retryAfter, func() { s.writers.schedule(s) })
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBuf() *[]byte { return bufs.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > 1<<20 {
+		return
+	}
+	*b = (*b)[:0]
+	bufs.Put(b)
+}
+
+// writers are the gateway's writer goroutines and the line of sockets waiting for a turn.
+type writers struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	ready []*socket
+	head  int
+	stop  bool
+	wg    sync.WaitGroup
+}
+
+func newWriters() *writers {
+	w := &writers{}
+	w.cond = sync.NewCond(&w.mu)
+	return w
+}
+
+// schedule puts s at the back of the line.
+func (w *writers) schedule(s *socket) {
+	w.mu.Lock()
+	w.ready = append(w.ready, s)
+	w.mu.Unlock()
+	w.cond.Signal()
+}
+
+func (w *writers) next() *socket {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.head == len(w.ready) && !w.stop {
+		w.cond.Wait()
+	}
+	if w.head == len(w.ready) {
+		return nil
+	}
+	s := w.ready[w.head]
+	w.ready[w.head] = nil
+	w.head++
+	if w.head == len(w.ready) {
+		w.ready, w.head = w.ready[:0], 0
+	} else if w.head > 1024 && w.head > len(w.ready)/2 {
+		w.ready, w.head = append(w.ready[:0], w.ready[w.head:]...), 0
+	}
+	return s
+}
+
+// start runs n writer goroutines.
+func (w *writers) start(n int) {
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for s := w.next(); s != nil; s = w.next() {
+				s.turn()
+				// A writer with a long line would keep its processor for a whole time slice
+				// (10 ms); yielding after each turn lets commands and reads run in between.
+				runtime.Gosched()
 			}
-		}
-		return s.cork.uncork()
+		}()
 	}
-	for _, f := range batch {
-		if err := s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
-			return err
-		}
-	}
-	return nil
+}
+
+// close stops the writers once the line is empty.
+func (w *writers) close() {
+	w.mu.Lock()
+	w.stop = true
+	w.mu.Unlock()
+	w.cond.Broadcast()
+	w.wg.Wait()
 }

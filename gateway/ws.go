@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/themesh/mesh/pkg/mesh"
 )
-
-var writePool = &sync.Pool{}
 
 var wsEvents = func() map[string]mesh.WSEvent {
 	m := map[string]mesh.WSEvent{}
@@ -35,13 +32,12 @@ func (g *Gateway) serveSocket(c *fws.Conn) {
 	g.metrics.connections.Inc()
 	defer g.metrics.connections.Dec()
 
-	cork, _ := c.Locals("cork").(*corkConn)
-	s := newSocket(ulid.Make().String(), c.Conn, cork, g.cfg.SendQueue,
+	bc, _ := c.Locals("bufconn").(*bufConn)
+	s := newSocket(ulid.Make().String(), c.Conn, bc, g.writers, g.cfg.SendQueue,
 		rate.NewLimiter(rate.Limit(g.cfg.FramesPerSecond), g.cfg.FrameBurst), c.IP(), g.metrics)
 	c.SetReadLimit(int64(g.cfg.MaxFrameBytes))
 	pongWait := 2 * g.cfg.PingInterval
 	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(pongWait)) })
-	go s.writeLoop(g.cfg.PingInterval, 10*time.Second)
 	if g.draining.Load() {
 		s.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}

@@ -34,6 +34,7 @@ type config struct {
 	APIConcurrency         int
 	LogLevel               slog.Level
 	LogFormat              string
+	DebugAddr              string
 }
 
 // setting describes one environment variable.
@@ -108,6 +109,7 @@ var settings = []setting{
 	{"MESH_LOG_LEVEL", "info", func(c *config, v string) error {
 		return c.LogLevel.UnmarshalText([]byte(v))
 	}},
+	{"MESH_DEBUG_ADDR", "", str(func(c *config) *string { return &c.DebugAddr })},
 	{"MESH_LOG_FORMAT", "text", func(c *config, v string) error {
 		if v != "text" && v != "json" {
 			return fmt.Errorf("must be text or json")

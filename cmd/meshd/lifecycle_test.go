@@ -126,15 +126,23 @@ func TestSlowSocketClosed(t *testing.T) {
 		wf, _ := mt.Connect(t, m.base, fast.Token)
 		const n = 600
 		pad := strings.Repeat("p", 14<<10)
+		resumed := false
 		for i := 0; i < n; i++ {
 			c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", sender.Token, M{"content": fmt.Sprintf("%d %s", i, pad)})
+			// Once the server has given up on the slow client, it reads again, to be told.
+			if !resumed && i%20 == 0 && strings.Contains(string(c.Do(t, "GET", "/metrics", "", nil).Body), "mesh_gateway_slow_sockets_closed_total 1") {
+				ws.Resume()
+				resumed = true
+			}
 		}
 		for i := 1; i <= n; i++ {
 			if got := wf.Expect(t, "message")["message"].(M)["seq"]; got != float64(i) {
 				t.Fatalf("fast socket got seq %v, want %d", got, i)
 			}
 		}
-		ws.Resume()
+		if !resumed {
+			t.Fatal("the slow socket was never closed")
+		}
 		if code := ws.WaitClosed(t, 10*time.Second); code != 4008 {
 			t.Fatalf("slow socket closed with %d, want 4008", code)
 		}

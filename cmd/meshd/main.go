@@ -16,6 +16,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only on MESH_DEBUG_ADDR
 	"os"
 	"os/signal"
 	"sync"
@@ -96,6 +98,9 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("meshd %s needs REDIS_URL: the services of a cluster meet through Redis", role)
 	}
 
+	if cfg.DebugAddr != "" {
+		go serveDebug(cfg.DebugAddr, log)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -265,4 +270,13 @@ func jwtSecret(ctx context.Context, cfg config, st store.Store, services map[str
 		return nil, fmt.Errorf("keep the JWT secret: %w", err)
 	}
 	return []byte(s), nil
+}
+
+// serveDebug serves Go's profiler (net/http/pprof) on a separate, operator-only address.
+func serveDebug(addr string, log *slog.Logger) {
+	srv := &http.Server{Addr: addr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("debug server (pprof) listening", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("debug server stopped", "err", err)
+	}
 }
