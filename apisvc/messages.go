@@ -33,7 +33,7 @@ func (s *Service) messagesList(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	msgs, err := s.store.ListMessages(ctx, store.MessageQuery{
-		RoomID: room, Viewer: c.actor.ID, After: after, Before: before,
+		RoomID: room, Viewer: c.actor.ID, After: after, Before: before, Forward: c.req.Query["after"] != "",
 		ThreadID: c.req.Query["threadId"], Limit: limit,
 	})
 	if err != nil {
@@ -46,7 +46,7 @@ func (s *Service) messagesList(ctx context.Context, c *call) (any, error) {
 	// nextCursor continues in the query's direction: forwards (after=) when after was given,
 	// backwards (before=) otherwise.
 	if len(msgs) == limit {
-		if after > 0 {
+		if c.req.Query["after"] != "" {
 			out.NextCursor = strp(strconv.FormatInt(msgs[len(msgs)-1].Seq, 10))
 		} else {
 			out.NextCursor = strp(strconv.FormatInt(msgs[0].Seq, 10))

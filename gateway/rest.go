@@ -47,7 +47,8 @@ func (g *Gateway) newApp() *fiber.App {
 		start := time.Now()
 		err := c.Next()
 		if strings.HasPrefix(c.Path(), "/api/") {
-			g.metrics.requests.WithLabelValues(c.Route().Path, c.Method()).Observe(time.Since(start).Seconds())
+			// Route().Path is the route's own string; Method() points into a reused buffer.
+			g.metrics.requests.WithLabelValues(c.Route().Path, strings.Clone(c.Method())).Observe(time.Since(start).Seconds())
 		}
 		return err
 	})

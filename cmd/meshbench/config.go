@@ -48,6 +48,7 @@ type config struct {
 	SetupConcurrency int
 	AuthTimeout      time.Duration
 	Keepalive        time.Duration
+	WarmupTimeout    time.Duration
 
 	OwnerEmail    string
 	OwnerPassword string
@@ -57,10 +58,11 @@ type config struct {
 	ServerPID  int
 	MetricsURL string
 
-	JSON    bool
-	Verify  bool
-	Cleanup bool
-	Verbose bool
+	JSON       bool
+	CPUProfile string
+	Verify     bool
+	Cleanup    bool
+	Verbose    bool
 
 	// Derived.
 	base  *url.URL
@@ -83,8 +85,26 @@ Set-up: the first run sets the mesh up with the -owner-* account (or logs in as 
 (or logs in) -users users named <-user-prefix>-NNNNN@example.com, the owner creates -rooms
 fresh rooms, and each user joins exactly one of them (user i joins room i mod rooms).
 Sockets are spread round-robin over the users (socket j belongs to user j mod users), so
-several sockets per user is fine. With -json, stdout gets one JSON object per run and the
-human summary goes to stderr.
+several sockets per user is fine. Sockets open at -dial-rate, -dial-concurrency at once; each
+sends authenticate and waits for auth_ok and snapshot; failures are counted by kind.
+
+Measuring:
+  - fanout/step: each room's rate is spread over as few of its sockets as keep each under
+    -max-sender-rate. A message's content carries its send time; latency runs from just
+    before the sender writes the frame to the moment a reader has parsed the message event
+    (one clock: the tool's host). Expected deliveries = acked messages x the room's open
+    sockets (the sender's own included); loss = expected - received, counted after the
+    drain. deliveries/s = deliveries received / sending window.
+  - Memory per socket is (loaded - baseline) / sockets opened. It means something in idle
+    mode, on a freshly started server: Go keeps freed memory, so a server that has already
+    run shows little growth. The Go heap and goroutine counts come from /metrics when it
+    answers; -server-pid reads RSS and CPU from /proc instead.
+  - The tool shares the machine with the server: watch "tool cpu" (and -cpuprofile).
+  - Set-up is fast only on a server with relaxed limits, e.g. meshd with
+    MESH_REGISTRATIONS_PER_MINUTE=1000000 MESH_BCRYPT_COST=4; otherwise 429 answers are
+    waited out as Retry-After says.
+  - Loopback servers only, unless -allow-remote. Everything stops by -timeout (closing the
+    sockets and deleting the rooms take a few seconds more at most).
 
 Flags:
 `
@@ -100,7 +120,7 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 	}
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:4000", "base `URL` of the mesh server (its WebSocket is <url>/ws)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a server that is not on a loopback address")
-	fs.StringVar(&c.Mode, "mode", modeFanout, "`mode`: idle, fanout or step")
+	fs.StringVar(&c.Mode, "mode", modeFanout, "run mode: idle, fanout or step")
 	fs.IntVar(&c.Sockets, "sockets", 1000, "number of WebSocket connections in total")
 	fs.IntVar(&c.Users, "users", 100, "number of bench users (each has sockets/users sockets, give or take one)")
 	fs.IntVar(&c.Rooms, "rooms", 10, "number of bench rooms (each user is a member of exactly one)")
@@ -119,6 +139,7 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, "sockets being opened (dial, upgrade, authenticate) at once at most")
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 8, "concurrent REST calls during set-up (register, login, join)")
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", 10*time.Second, "time for a socket to connect and get auth_ok and snapshot")
+	fs.DurationVar(&c.WarmupTimeout, "warmup-timeout", 60*time.Second, "fanout/step: before measuring, send one message per room and wait up to this long for all its deliveries (0: no warm-up)")
 	fs.DurationVar(&c.Keepalive, "keepalive", 30*time.Second, "send a ping frame on every socket this often (0: never)")
 	fs.StringVar(&c.OwnerEmail, "owner-email", "bench-owner@example.com", "owner account: created if the mesh needs set-up, logged in otherwise")
 	fs.StringVar(&c.OwnerPassword, "owner-password", "bench-password-1", "owner account password")
@@ -130,6 +151,7 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 	fs.BoolVar(&c.Verify, "verify", true, "fanout/step: check over REST that every acked message is stored, gap-free")
 	fs.BoolVar(&c.Cleanup, "cleanup", true, "delete the bench rooms at the end")
 	fs.BoolVar(&c.Verbose, "v", false, "verbose progress")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the tool's own CPU profile to `file` (to check the tool is not the bottleneck)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -165,6 +187,7 @@ func (c *config) validate() error {
 	check(c.SetupConcurrency >= 1, "-setup-concurrency must be at least 1")
 	check(c.AuthTimeout > 0, "-auth-timeout must be positive")
 	check(c.Keepalive >= 0, "-keepalive cannot be negative")
+	check(c.WarmupTimeout >= 0, "-warmup-timeout cannot be negative")
 	check(len(c.OwnerPassword) >= 8 && len(c.UserPassword) >= 8, "passwords need at least 8 characters")
 	check(c.OwnerEmail != "" && strings.Contains(c.OwnerEmail, "@"), "-owner-email must be an email address")
 	check(c.UserPrefix != "" && !strings.ContainsAny(c.UserPrefix, "@ \t"), "-user-prefix must be non-empty, without '@' or spaces")
@@ -179,6 +202,7 @@ func (c *config) validate() error {
 		check(c.MaxP99 > 0, "-max-p99 must be positive")
 		check(c.MaxSteps >= 1, "-max-steps must be at least 1")
 	}
+	explicitMetrics := c.MetricsURL != ""
 	base, err := parseBaseURL(c.URL)
 	if err != nil {
 		errs = append(errs, err)
@@ -188,7 +212,7 @@ func (c *config) validate() error {
 		ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[base.Scheme]
 		ws.Path = strings.TrimSuffix(base.Path, "/") + "/ws"
 		c.wsURL = ws.String()
-		if c.MetricsURL == "" {
+		if !explicitMetrics {
 			m := *base
 			m.Path = strings.TrimSuffix(base.Path, "/") + "/metrics"
 			c.MetricsURL = m.String()
@@ -199,9 +223,11 @@ func (c *config) validate() error {
 			}
 		}
 	}
-	if mu, err := url.Parse(c.MetricsURL); err != nil || (mu.Scheme != "http" && mu.Scheme != "https") || mu.Host == "" {
+	if c.MetricsURL == "" {
+		// -url is wrong: already reported.
+	} else if mu, err := url.Parse(c.MetricsURL); err != nil || (mu.Scheme != "http" && mu.Scheme != "https") || mu.Host == "" {
 		errs = append(errs, fmt.Errorf("-metrics-url %q is not an http(s) URL", c.MetricsURL))
-	} else if !c.AllowRemote {
+	} else if !c.AllowRemote && explicitMetrics {
 		if err := requireLoopback(mu.Hostname()); err != nil {
 			errs = append(errs, fmt.Errorf("-metrics-url: %w", err))
 		}

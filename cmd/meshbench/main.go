@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +59,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vlogf := func(string, ...any) {}
 	if cfg.Verbose {
 		vlogf = logf
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "meshbench: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "meshbench: cpu profile: %v\n", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, code := execute(ctx, cfg, logf, vlogf)
 	summaryOut := stdout
@@ -107,6 +121,9 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 	if cfg.Users > cfg.Sockets {
 		logf("note: %d users but %d sockets: %d users have no socket", cfg.Users, cfg.Sockets, cfg.Users-cfg.Sockets)
 	}
+	if cfg.Rooms > cfg.Sockets {
+		logf("note: %d rooms but %d sockets: %d rooms have no socket", cfg.Rooms, cfg.Sockets, cfg.Rooms-cfg.Sockets)
+	}
 	r.allAcks = make([][]ackRecord, len(setup.Rooms))
 	r.probe.token = setup.OwnerToken
 	rep.Setup = &setup.report
@@ -126,7 +143,7 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 	if s, err := r.probe.Read(ctx); err == nil {
 		mem.baseline(s)
 	} else {
-		mem.Note = "server RSS unavailable: " + err.Error()
+		mem.Note = "server RSS unavailable (-server-pid reads it from /proc): " + err.Error()
 		logf("%s", mem.Note)
 	}
 	self0 := selfSample()
@@ -159,17 +176,31 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 		mem.compute(open.Opened)
 	}
 
+	if cfg.Mode != modeIdle && cfg.WarmupTimeout > 0 {
+		logf("warm-up: one message per room, waiting for every delivery")
+		d, err := r.warmUp(ctx, cfg.WarmupTimeout)
+		rep.WarmupSec = round2(d.Seconds())
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+			logf("%v; measuring anyway", err)
+		} else {
+			logf("warm-up: the server delivered the probes in %.2fs", d.Seconds())
+		}
+	}
+
 	switch cfg.Mode {
 	case modeIdle:
 		logf("holding %d sockets for %s", open.Opened, cfg.Duration)
 		srv0, srvErr := r.probe.Read(ctx)
 		self1 := selfSample()
-		holdEnd := time.Now().Add(cfg.Duration)
+		holdEnd := time.NewTimer(cfg.Duration)
 		tick := time.NewTicker(time.Second)
 	hold:
-		for time.Now().Before(holdEnd) {
+		for {
 			select {
 			case <-ctx.Done():
+				break hold
+			case <-holdEnd.C:
 				break hold
 			case <-tick.C:
 				if s, err := r.probe.Read(ctx); err == nil {
@@ -178,6 +209,7 @@ func execute(ctx context.Context, cfg *config, logf, vlogf func(string, ...any))
 			}
 		}
 		tick.Stop()
+		holdEnd.Stop()
 		sampleLoaded()
 		if srv1, err := r.probe.Read(ctx); err == nil && srvErr == nil {
 			if pct := cpuPercent(srv0, srv1); pct >= 0 {

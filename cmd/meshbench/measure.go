@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,9 +171,4 @@ func planSenders(roomSocks [][]*sock, rate, maxPerSender float64) (senderPlan, e
 		}
 	}
 	return p, nil
-}
-
-// sortSocks orders sockets by index (for a room: distinct users first, see planSenders).
-func sortSocks(s []*sock) {
-	sort.Slice(s, func(i, j int) bool { return s[i].idx < s[j].idx })
 }

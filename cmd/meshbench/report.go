@@ -22,12 +22,16 @@ type report struct {
 	Config     reportConfig   `json:"config"`
 	OK         bool           `json:"ok"`
 	Error      string         `json:"error,omitempty"`
+	Warnings   []string       `json:"warnings,omitempty"`
 	ElapsedSec float64        `json:"elapsedSec"`
 
 	Setup   *setupReport  `json:"setup,omitempty"`
 	Sockets *openReport   `json:"sockets,omitempty"`
 	Memory  *memoryReport `json:"memory,omitempty"`
 	Fanout  *fanoutResult `json:"fanout,omitempty"`
+	// WarmupSec is how long the server took to deliver one probe message per room before
+	// the measurement (long when it was still busy with the sockets just opened).
+	WarmupSec float64 `json:"warmupSec,omitempty"`
 
 	Steps        []stepResult `json:"steps,omitempty"`
 	LastGoodRate float64      `json:"lastGoodRate,omitempty"`
@@ -251,6 +255,9 @@ func printSummary(w io.Writer, r *report) {
 			p("           %s", m.Note)
 		}
 	}
+	if r.WarmupSec > 0 {
+		p("warm-up    %.2fs for one probe message per room to reach every socket", r.WarmupSec)
+	}
 	if f := r.Fanout; f != nil {
 		printFanout(p, f)
 	}
@@ -275,10 +282,13 @@ func printSummary(w io.Writer, r *report) {
 		}
 	}
 	rd := r.Readers
-	p("readers    %d frames, %d bench messages, %d late, %d foreign, %d parse errors, %d order violations, %d seq gaps, %d disconnects, %d unref errors",
+	p("readers    %d frames, %d bench messages, %d late (after their drain), %d foreign, %d parse errors, %d order violations, %d seq gaps, %d disconnects, %d unref errors",
 		rd.Frames, rd.Messages, rd.Stale, rd.Foreign, rd.ParseErrors, rd.OrderViolations, rd.SeqGaps, rd.Disconnects, rd.UnrefErrors)
 	for _, d := range rd.DisconnectSamples {
 		p("           lost %s", d)
+	}
+	for _, w := range r.Warnings {
+		p("WARNING    %s", w)
 	}
 	if r.Error != "" {
 		p("ERROR      %s", r.Error)
@@ -291,7 +301,7 @@ func printFanout(p func(string, ...any), f *fanoutResult) {
 	p("messages   sent %d (%.1f/s in %.2fs), acked %d, errors %d%s, rate_limited %d, unacked %d, write errors %d, skipped %d",
 		f.Sent, f.SendRate, f.Seconds, f.Acked, f.Errored, fmtCodes(f.ErrorCodes), f.RateLimited, f.Unacked, f.WriteErrors, f.Skipped)
 	d := f.Deliveries
-	p("deliveries received %d of %d expected (%.0f/s), lost %d (%.4f%%), extra %d; drain %.2fs",
+	p("deliveries received %d of %d expected (%.0f/s), lost %d (%.4f%%; not received by the end of the drain), extra %d; drain %.2fs",
 		d.Received, d.Expected, f.DeliveriesPerSec, d.Lost, d.LossPct, d.Extra, f.DrainSeconds)
 	l := f.Latency
 	p("latency    p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, mean %.2f ms (%d samples)",

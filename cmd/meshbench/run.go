@@ -428,6 +428,59 @@ func (r *runner) measure(ctx context.Context, rate float64, dur time.Duration) (
 	return res, nil
 }
 
+// warmUp sends one message in each room and waits, up to timeout, until every socket of the
+// room has it. The probe goes through the same pipeline as the measured messages, so a
+// server still busy with the sockets just opened (sessions, presence) finishes that first
+// instead of delaying the first measurement. It returns how long that took.
+func (r *runner) warmUp(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	live := r.liveRoomSocks()
+	r.epoch++
+	m := newMeasurement(r.epoch, len(r.socks), len(r.setup.Rooms), 1)
+	r.hub.cur.Store(m)
+	defer r.hub.cur.Store(nil)
+	start := time.Now()
+	var senders []*sock
+	for _, rs := range live {
+		if len(rs) == 0 {
+			continue
+		}
+		buf := make([]byte, 0, 256+r.cfg.MsgSize)
+		if !r.sendOne(rs[0], m, &buf) {
+			return 0, fmt.Errorf("warm-up: socket %d cannot be written", rs[0].idx)
+		}
+		senders = append(senders, rs[0])
+	}
+	defer func() {
+		m.mu.Lock()
+		for i, a := range m.acks {
+			r.allAcks[i] = append(r.allAcks[i], a...)
+		}
+		m.mu.Unlock()
+	}()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if n := m.errored.Load() + m.rateLimited.Load(); n > 0 {
+			m.mu.Lock()
+			codes := fmtCodes(m.errCodes)
+			m.mu.Unlock()
+			return time.Since(start), fmt.Errorf("warm-up: %d probes answered with errors%s", n, codes)
+		}
+		if m.ackedN.Load() == int64(len(senders)) && r.settled(m, live, senders) {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), context.Cause(ctx)
+		case <-deadline.C:
+			t := accountDeliveries(r.roomCounts(m, live))
+			return time.Since(start), fmt.Errorf("warm-up: after %s, %d of %d probes acked, %d of %d deliveries",
+				timeout, m.ackedN.Load(), len(senders), t.Received, t.Expected)
+		case <-time.After(drainPoll):
+		}
+	}
+}
+
 // settled reports whether every expected delivery arrived and every send was answered.
 func (r *runner) settled(m *measurement, live [][]*sock, senders []*sock) bool {
 	t := accountDeliveries(r.roomCounts(m, live))

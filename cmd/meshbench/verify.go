@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 )
 
-const verifyPageLimit = 200
+const (
+	verifyPageLimit   = 200
+	verifyConcurrency = 4
+)
 
 // storeCheck is the result of checking over REST that every acked message was stored.
 type storeCheck struct {
@@ -42,7 +46,6 @@ type seqVerifier struct {
 	mismatch   int64
 	conflicts  int64
 	seenAcked  map[int64]bool
-	exhausted  bool
 	totalAcked int64
 }
 
@@ -123,40 +126,55 @@ func (v *seqVerifier) addTo(c *storeCheck) {
 	c.Conflicts += v.conflicts
 }
 
-// verifyStored reads every bench room's messages from the first acked seq on, and checks
-// them against acks (per room index).
+// verifyStored reads every bench room's messages from the first acked seq on (a few rooms
+// at a time), and checks them against acks (per room index).
 func verifyStored(ctx context.Context, api *apiClient, token string, rooms []benchRoom, acks [][]ackRecord, run []byte) storeCheck {
 	c := storeCheck{Checked: true}
-	for r, recs := range acks {
-		if len(recs) == 0 {
-			continue
+	var mu sync.Mutex
+	_ = forEach(ctx, len(acks), verifyConcurrency, func(ctx context.Context, r int) error {
+		if len(acks[r]) == 0 {
+			return nil
 		}
+		v, errs := verifyRoom(ctx, api, token, rooms[r], acks[r], run)
+		mu.Lock()
+		defer mu.Unlock()
 		c.Rooms++
-		sorted := append([]ackRecord(nil), recs...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Seq < sorted[j].Seq })
-		v := newSeqVerifier(sorted, func(a ackRecord) string { return clientMsgID(run, a.Sock, a.Ref) })
-		maxPages := int((v.maxSeq-v.minSeq)/verifyPageLimit)*2 + 10
-		for page := 0; !v.Done(); page++ {
-			if page >= maxPages {
-				c.Errors = append(c.Errors, fmt.Sprintf("room %s: gave up after %d pages", rooms[r].Name, page))
-				break
-			}
-			p, err := api.Messages(ctx, token, rooms[r].ID, v.After(), verifyPageLimit)
-			if err != nil {
-				c.Errors = append(c.Errors, fmt.Sprintf("room %s: %v", rooms[r].Name, err))
-				break
-			}
-			if len(p.Items) == 0 {
-				v.End()
-				break
-			}
-			if !v.Add(p.Items) && !v.Done() {
-				c.Errors = append(c.Errors, fmt.Sprintf("room %s: messages?after=%d answered nothing after %d (is after honoured?)",
-					rooms[r].Name, v.After(), v.After()))
-				break
-			}
-		}
 		v.addTo(&c)
+		c.Errors = append(c.Errors, errs...)
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		c.Errors = append(c.Errors, "check cut short: "+context.Cause(ctx).Error())
 	}
+	sort.Strings(c.Errors)
 	return c
+}
+
+func verifyRoom(ctx context.Context, api *apiClient, token string, room benchRoom, recs []ackRecord, run []byte) (*seqVerifier, []string) {
+	var errs []string
+	sorted := append([]ackRecord(nil), recs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Seq < sorted[j].Seq })
+	v := newSeqVerifier(sorted, func(a ackRecord) string { return clientMsgID(run, a.Sock, a.Ref) })
+	maxPages := int((v.maxSeq-v.minSeq)/verifyPageLimit)*2 + 10
+	for page := 0; !v.Done(); page++ {
+		if page >= maxPages {
+			errs = append(errs, fmt.Sprintf("room %s: gave up after %d pages", room.Name, page))
+			break
+		}
+		p, err := api.Messages(ctx, token, room.ID, v.After(), verifyPageLimit)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("room %s: %v", room.Name, err))
+			break
+		}
+		if len(p.Items) == 0 {
+			v.End()
+			break
+		}
+		if !v.Add(p.Items) && !v.Done() {
+			errs = append(errs, fmt.Sprintf("room %s: messages after seq %d: the answer holds nothing newer (is after honoured?)",
+				room.Name, v.After()))
+			break
+		}
+	}
+	return v, errs
 }

@@ -28,6 +28,7 @@ type config struct {
 	FrameBurst             int
 	SendQueue              int
 	AuthTimeout            time.Duration
+	Writers                int
 	ShutdownTimeout        time.Duration
 	RegistrationsPerMinute int
 	FailedLoginsPerMinute  int
@@ -101,6 +102,7 @@ var settings = []setting{
 	}},
 	{"MESH_WS_FRAME_BURST", "400", num(func(c *config) *int { return &c.FrameBurst })},
 	{"MESH_WS_SEND_QUEUE", "4096", num(func(c *config) *int { return &c.SendQueue })},
+	{"MESH_WS_WRITERS", "0", num(func(c *config) *int { return &c.Writers })},
 	{"MESH_WS_AUTH_TIMEOUT", "10s", dur(func(c *config) *time.Duration { return &c.AuthTimeout })},
 	{"MESH_SHUTDOWN_TIMEOUT", "10s", dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"MESH_REGISTRATIONS_PER_MINUTE", "120", num(func(c *config) *int { return &c.RegistrationsPerMinute })},

@@ -44,6 +44,22 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m.base, owner) })
 	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m.base) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m.base) })
+	t.Run("operations", func(t *testing.T) {
+		// After all those requests of every method, the metrics still export.
+		r := c.Do(t, "GET", "/metrics", "", nil)
+		for _, want := range []string{"mesh_gateway_connections", "mesh_gateway_frames_out_total", "mesh_gateway_command_seconds", "process_resident_memory_bytes"} {
+			if r.Status != 200 || !strings.Contains(string(r.Body), want) {
+				t.Fatalf("/metrics: %d, lacks %s:\n%.2000s", r.Status, want, r.Body)
+			}
+		}
+		if h := c.Do(t, "GET", "/healthz", "", nil); h.Status != 200 {
+			t.Fatalf("/healthz: %d", h.Status)
+		}
+		doc := c.Must(t, 200, "GET", "/api/openapi.json", "", nil)
+		if doc["openapi"] != "3.1.0" {
+			t.Fatalf("openapi.json: %v", doc["openapi"])
+		}
+	})
 }
 
 func testAuth(t *testing.T, c *mt.Client, owner mt.User) {
@@ -315,6 +331,10 @@ func testMessages(t *testing.T, c *mt.Client, base string, owner mt.User) {
 	page := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?after=3&limit=4", eve.Token, nil)
 	if items := page["items"].([]any); len(items) != 4 || items[0].(M)["seq"] != 4.0 || page["nextCursor"] != "7" {
 		t.Fatalf("after=3&limit=4 = %v", page)
+	}
+	page = c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?after=0&limit=2", eve.Token, nil)
+	if items := page["items"].([]any); len(items) != 2 || items[0].(M)["seq"] != 1.0 || page["nextCursor"] != "2" {
+		t.Fatalf("after=0&limit=2 = %v", page)
 	}
 	page = c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages?before=5&limit=2", eve.Token, nil)
 	if items := page["items"].([]any); len(items) != 2 || items[0].(M)["seq"] != 3.0 || items[1].(M)["seq"] != 4.0 {

@@ -122,10 +122,12 @@ type Rooms interface {
 // Viewer is their author or addressee (an empty Viewer sees none), and Limit counts only what
 // Viewer may see. ThreadID keeps the thread's root (the message whose ID is ThreadID) and its
 // replies. Deleted messages are returned (deleted, empty), so seqs stay gap-free. An unknown
-// room has no messages.
+// room has no messages. Forward asks for the first Limit messages after After even when After
+// is zero (a client that has seen nothing reads from the start).
 type MessageQuery struct {
 	RoomID   string
 	Viewer   string
+	Forward  bool
 	After    int64
 	Before   int64
 	ThreadID string

@@ -77,44 +77,159 @@ func message(ctx context.Context, q querier, id string) (mesh.Message, error) {
 
 // CreateMessage gives m the room's next seq and stores it, in one immediate transaction; see
 // store.Messages. CodeNotFound if there is no such room.
+//
+// Concurrent calls are committed together (group commit): one transaction, one WAL sync, for
+// all the messages waiting, so the single writer keeps up with many senders. A message that
+// cannot be stored does not fail the others: the batch is then retried one by one.
 func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message, bool, error) {
 	m.CreatedAt = mesh.TimeFromMilli(m.CreatedAt.UnixMilli())
 	m.EditedAt = nil
 	m.Deleted = false
 	m.Reactions = map[string][]string{}
-	created := true
-	err := s.write(ctx, "create message", func(tx *wtx) error {
+	req := &createReq{m: m, done: make(chan struct{})}
+	s.cmu.RLock()
+	if s.closed {
+		s.cmu.RUnlock()
+		return mesh.Message{}, false, errors.New("sqlite: create message: store closed")
+	}
+	select {
+	case s.creates <- req:
+		s.cmu.RUnlock()
+	case <-ctx.Done():
+		s.cmu.RUnlock()
+		return mesh.Message{}, false, wrap("create message", ctx.Err())
+	}
+	// Once queued, the message is stored or refused whatever happens to ctx: the answer is
+	// waited for, so that nothing stored goes unacknowledged by mistake.
+	<-req.done
+	return req.m, req.created, req.err
+}
+
+// createReq is one CreateMessage waiting for the committer.
+type createReq struct {
+	m       mesh.Message
+	created bool
+	err     error
+	done    chan struct{}
+}
+
+// maxGroup bounds the messages committed in one transaction.
+const maxGroup = 128
+
+// committer stores queued messages, in groups, until the store closes.
+func (s *Store) committer() {
+	defer close(s.committerDone)
+	for {
+		var first *createReq
+		select {
+		case first = <-s.creates:
+		case <-s.closing:
+			// Nothing can be queued any more: store what was, then stop.
+			for {
+				select {
+				case r := <-s.creates:
+					s.commitGroup([]*createReq{r})
+					close(r.done)
+				default:
+					return
+				}
+			}
+		}
+		group := []*createReq{first}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.creates:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+		for _, r := range group {
+			close(r.done)
+		}
+	}
+}
+
+func (s *Store) commitGroup(group []*createReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		m       mesh.Message
+		created bool
+		err     error
+	}
+	results := make([]result, len(group))
+	err := s.write(ctx, "create messages", func(tx *wtx) error {
+		for i, r := range group {
+			m := r.m
+			created, err := createIn(ctx, tx, &m)
+			if err != nil && !isUserError(err) {
+				return err // the transaction is rolled back; each is tried alone below
+			}
+			results[i] = result{m, created, err}
+		}
+		return nil
+	})
+	if err == nil {
+		for i, r := range group {
+			r.m, r.created, r.err = results[i].m, results[i].created, wrap("create message", results[i].err)
+		}
+		return
+	}
+	if len(group) == 1 {
+		group[0].err = err
+		return
+	}
+	for _, r := range group {
+		m := r.m
+		var created bool
+		r.err = s.write(ctx, "create message", func(tx *wtx) error {
+			var err error
+			created, err = createIn(ctx, tx, &m)
+			return err
+		})
+		r.m, r.created = m, created
+	}
+}
+
+func isUserError(err error) bool {
+	var me *mesh.Error
+	return errors.As(err, &me)
+}
+
+// createIn stores m in tx, giving it the room's next seq; an existing message of the same
+// author and clientMsgId comes back instead, with created false.
+func createIn(ctx context.Context, tx *wtx, m *mesh.Message) (created bool, err error) {
+	{
 		if m.ClientMsgID != nil {
 			ms, err := queryMessages(ctx, tx, withReactions(`SELECT * FROM messages
 				WHERE room_id = ? AND author_id = ? AND client_msg_id = ?`),
 				m.RoomID, m.AuthorID, *m.ClientMsgID)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if len(ms) > 0 {
-				m, created = ms[0], false
-				return nil
+				*m = ms[0]
+				return false, nil
 			}
 		}
 		err := tx.QueryRowContext(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?
 			RETURNING last_seq`, m.RoomID).Scan(&m.Seq)
 		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("room", m.RoomID)
+			return false, notFound("room", m.RoomID)
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages
 				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, m.RoomID, m.Seq, m.AuthorID, m.Content, nullString(m.ThreadID), nullString(m.To),
 			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli())
-		return err
-	})
-	if err != nil {
-		return mesh.Message{}, false, err
+		return err == nil, err
 	}
-	return m, created, nil
 }
 
 // Message returns the message with its reactions, or CodeNotFound.
@@ -154,7 +269,7 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 	}
 	// The first Limit after After, or else the last Limit (before Before).
 	order := ` ORDER BY seq DESC LIMIT ?`
-	if q.After > 0 {
+	if q.After > 0 || q.Forward {
 		order = ` ORDER BY seq ASC LIMIT ?`
 	}
 	args = append(args, listLimit(q.Limit))

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,13 @@ type Store struct {
 	now           func() time.Time
 	purgeInterval time.Duration
 	lastPurge     atomic.Int64 // unix ms of the last purge of expired tokens
+
+	creates       chan *createReq // CreateMessage calls waiting for the committer
+	closing       chan struct{}
+	closeOnce     sync.Once
+	cmu           sync.RWMutex // held (read) while queueing a create; Close takes it to refuse more
+	closed        bool
+	committerDone chan struct{}
 }
 
 // Open opens (creating it if needed) the database file at path and brings its schema up to
@@ -120,7 +128,9 @@ func open(ctx context.Context, path string, opts Options, migs []migration) (*St
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
-	s := &Store{w: newPool(w), r: newPool(r), now: opts.Now, purgeInterval: opts.PurgeInterval}
+	s := &Store{w: newPool(w), r: newPool(r), now: opts.Now, purgeInterval: opts.PurgeInterval,
+		creates: make(chan *createReq, 4*maxGroup), closing: make(chan struct{}), committerDone: make(chan struct{})}
+	go s.committer()
 	if err := s.write(ctx, "purge tokens", func(tx *wtx) error {
 		return s.purgeTokens(ctx, tx)
 	}); err != nil {
@@ -179,6 +189,13 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both pools. The Store must not be used afterwards.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cmu.Lock()
+		s.closed = true
+		s.cmu.Unlock()
+		close(s.closing)
+		<-s.committerDone
+	})
 	return errors.Join(s.r.close(), s.w.close())
 }
 

@@ -408,6 +408,9 @@ func listAfter(t *testing.T, s store.Store) {
 		got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", After: tc.after, Limit: tc.limit}))
 		wantEqual(t, fmt.Sprintf("after %d, limit %d", tc.after, tc.limit), got, seqRange(tc.from, tc.to))
 	}
+	// Forward from zero: a client that has seen nothing reads from the start.
+	got := seqs(list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", Forward: true, Limit: 3}))
+	wantEqual(t, "forward from 0, limit 3", got, seqRange(1, 3))
 }
 
 func listBefore(t *testing.T, s store.Store) {
