@@ -61,6 +61,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Writers is how many goroutines write to the sockets (4 × GOMAXPROCS).
 	Writers int
+	// WriteInterval: a socket is written to at most once per interval; frames that arrive
+	// meanwhile go out together. An idle socket's first frame goes at once. Zero means
+	// 50 ms; a negative value turns batching off.
+	WriteInterval time.Duration
 	// ShutdownTimeout bounds the drain on shutdown (10 s).
 	ShutdownTimeout time.Duration
 	// Web is the web app's files, served at / (nil for none).
@@ -100,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 4096
+	}
+	if c.WriteInterval == 0 {
+		c.WriteInterval = 50 * time.Millisecond
 	}
 	if c.Writers == 0 {
 		c.Writers = 4 * runtime.GOMAXPROCS(0)
@@ -159,7 +166,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer,
 	}
 	g.req = newRequester(deps.Bus, cfg.ID, cfg.RequestTimeout)
-	g.writers = newWriters()
+	g.writers = newWriters(cfg.WriteInterval)
 	g.app = g.newApp()
 	return g, nil
 }
@@ -191,7 +198,8 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	g.writers.start(g.cfg.Writers)
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); g.writers.tick(loopCtx.Done()) }()
 	go func() { defer wg.Done(); g.dispatchLoop(loopCtx) }()
 	go func() { defer wg.Done(); g.pingLoop(loopCtx) }()
 	go func() { defer wg.Done(); g.heartbeatLoop(loopCtx) }()

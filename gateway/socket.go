@@ -3,6 +3,7 @@ package gateway
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -75,6 +76,7 @@ type socket struct {
 	pingDue      bool
 	blockedSince time.Time
 	closingSince time.Time
+	lastTurn     int64 // writers' clock (ms) at the end of the last turn
 
 	doneOnce sync.Once
 	done     chan struct{} // closed when the connection is closed for good
@@ -117,9 +119,10 @@ func (s *socket) sendEncoded(frame []byte) {
 func (s *socket) scheduleLocked() {
 	turn := !s.scheduled
 	s.scheduled = true
+	last := s.lastTurn
 	s.qmu.Unlock()
 	if turn && s.writers != nil {
-		s.writers.schedule(s)
+		s.writers.scheduleAfter(s, last)
 	}
 }
 
@@ -246,6 +249,7 @@ func (s *socket) turn() {
 		s.qmu.Lock()
 		if len(s.queue) == 0 && !s.pingDue && !s.closing {
 			s.scheduled = false
+			s.lastTurn = s.writers.clock()
 			s.qmu.Unlock()
 			return
 		}
@@ -295,19 +299,63 @@ func putBuf(b *[]byte) {
 }
 
 // writers are the gateway's writer goroutines and the line of sockets waiting for a turn.
+// With an interval, a socket gets at most one turn per interval: what arrives meanwhile
+// waits for its next turn and goes out in the same write (fewer, larger writes under load,
+// at most one interval of added latency; an idle socket's first frame goes at once).
 type writers struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	ready []*socket
-	head  int
-	stop  bool
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	cond     *sync.Cond
+	ready    []*socket
+	head     int
+	later    []*socket
+	stop     bool
+	wg       sync.WaitGroup
+	interval time.Duration
+	now      atomic.Int64 // ms, advanced by the interval ticker
 }
 
-func newWriters() *writers {
-	w := &writers{}
+func newWriters(interval time.Duration) *writers {
+	w := &writers{interval: interval}
 	w.cond = sync.NewCond(&w.mu)
+	w.now.Store(time.Now().UnixMilli())
 	return w
+}
+
+// clock is the writers' coarse clock in ms.
+func (w *writers) clock() int64 { return w.now.Load() }
+
+// scheduleAfter puts s in line now, or at the next tick if its last turn was too recent.
+func (w *writers) scheduleAfter(s *socket, lastTurn int64) {
+	if w.interval > 0 && w.clock()-lastTurn < w.interval.Milliseconds() {
+		w.mu.Lock()
+		w.later = append(w.later, s)
+		w.mu.Unlock()
+		return
+	}
+	w.schedule(s)
+}
+
+// tick moves the sockets that waited for this interval into the line.
+func (w *writers) tick(done <-chan struct{}) {
+	if w.interval <= 0 {
+		return
+	}
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			w.now.Store(now.UnixMilli())
+			w.mu.Lock()
+			w.ready = append(w.ready, w.later...)
+			clear(w.later)
+			w.later = w.later[:0]
+			w.mu.Unlock()
+			w.cond.Broadcast()
+		}
+	}
 }
 
 // schedule puts s at the back of the line.

@@ -29,6 +29,7 @@ type config struct {
 	SendQueue              int
 	AuthTimeout            time.Duration
 	Writers                int
+	WriteInterval          time.Duration
 	ShutdownTimeout        time.Duration
 	RegistrationsPerMinute int
 	FailedLoginsPerMinute  int
@@ -103,6 +104,17 @@ var settings = []setting{
 	{"MESH_WS_FRAME_BURST", "400", num(func(c *config) *int { return &c.FrameBurst })},
 	{"MESH_WS_SEND_QUEUE", "4096", num(func(c *config) *int { return &c.SendQueue })},
 	{"MESH_WS_WRITERS", "0", num(func(c *config) *int { return &c.Writers })},
+	{"MESH_WS_WRITE_INTERVAL", "50ms", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Second {
+			return fmt.Errorf("must be a duration from 0s to 1s")
+		}
+		if d == 0 {
+			d = -1 // off
+		}
+		c.WriteInterval = d
+		return nil
+	}},
 	{"MESH_WS_AUTH_TIMEOUT", "10s", dur(func(c *config) *time.Duration { return &c.AuthTimeout })},
 	{"MESH_SHUTDOWN_TIMEOUT", "10s", dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"MESH_REGISTRATIONS_PER_MINUTE", "120", num(func(c *config) *int { return &c.RegistrationsPerMinute })},

@@ -178,7 +178,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
 			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
 			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
-			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, ShutdownTimeout: cfg.ShutdownTimeout,
+			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, WriteInterval: cfg.WriteInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 			Web: web.Files(),
 		}, gateway.Deps{Bus: b, Metrics: reg, Gatherer: reg, Logger: log, Ready: ready})
 		if err != nil {
