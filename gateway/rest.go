@@ -33,11 +33,13 @@ func (g *Gateway) newApp() *fiber.App {
 		// Fiber refuses bodies past its limit by closing the connection, which a client still
 		// writing sees as a reset, not as the 413. So Fiber's limit is looser and the
 		// contract's limit is checked by the handlers, on a connection that stays open.
-		BodyLimit:      g.cfg.MaxBodyBytes + 1<<20,
-		ReadTimeout:    30 * time.Second,
-		WriteTimeout:   30 * time.Second,
-		IdleTimeout:    120 * time.Second,
-		ReadBufferSize: 8192,
+		BodyLimit:    g.cfg.MaxBodyBytes + 1<<20,
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  120 * time.Second,
+		// fasthttp keeps this buffer for the life of an upgraded connection: it is per-socket
+		// memory, so it stays at the default (which also bounds request headers).
+		ReadBufferSize: 4096,
 		ErrorHandler:   g.fiberError,
 	})
 	app.Use(func(c *fiber.Ctx) error {
@@ -80,7 +82,8 @@ func (g *Gateway) newApp() *fiber.App {
 	}, websocket.New(g.serveSocket, websocket.Config{
 		// The gateway writes frames itself (see socket.turn); the library writes only control
 		// frames, through a small pooled buffer.
-		ReadBufferSize:  2048,
+		// Reads already go through fasthttp's buffer; a small second one is enough.
+		ReadBufferSize:  512,
 		WriteBufferSize: 256,
 		WriteBufferPool: &sync.Pool{},
 	}))
