@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -87,8 +88,14 @@ func (g *Gateway) newApp() *fiber.App {
 		WriteBufferSize: 256,
 		WriteBufferPool: &sync.Pool{},
 	}))
-	if g.cfg.Web != nil {
+	if g.cfg.Web != nil && hasFile(g.cfg.Web, "index.html") {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(g.cfg.Web), Index: "index.html", NotFoundFile: "404.html"}))
+	} else {
+		// No web build in this binary: say so at /, rather than a bare 404.
+		app.Get("/", func(c *fiber.Ctx) error {
+			c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+			return c.SendString(placeholderPage)
+		})
 	}
 	return app
 }
@@ -188,3 +195,27 @@ func (g *Gateway) restHandler(r mesh.Route) fiber.Handler {
 		return c.Status(status).Send(rep.Result)
 	}
 }
+
+func hasFile(fsys fs.FS, name string) bool {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+const placeholderPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>The Mesh</title>
+<style>body{background:#0b0d10;color:#e6e6e6;font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}code{color:#9cdcfe}a{color:#7aa2f7}</style>
+</head><body>
+<h1>The Mesh is running</h1>
+<p>This build has no web app (it is built into <code>web/out</code> by the web issue's build).
+Clients can use the API now:</p>
+<ul>
+<li>REST under <code>/api</code>: the OpenAPI document is at <a href="/api/openapi.json">/api/openapi.json</a></li>
+<li>WebSocket at <code>/ws</code>: send <code>{"type":"authenticate","token":"..."}</code> first</li>
+<li>Operations: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>, <a href="/metrics">/metrics</a></li>
+</ul>
+</body></html>
+`

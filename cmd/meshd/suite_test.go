@@ -55,6 +55,9 @@ func runSuite(t *testing.T, m *mesh) {
 		if h := c.Do(t, "GET", "/healthz", "", nil); h.Status != 200 {
 			t.Fatalf("/healthz: %d", h.Status)
 		}
+		if h := c.Do(t, "GET", "/", "", nil); h.Status != 200 || !strings.Contains(string(h.Body), "The Mesh") {
+			t.Fatalf("GET /: %d %.200s", h.Status, h.Body)
+		}
 		doc := c.Must(t, 200, "GET", "/api/openapi.json", "", nil)
 		if doc["openapi"] != "3.1.0" {
 			t.Fatalf("openapi.json: %v", doc["openapi"])
