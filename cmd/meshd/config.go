@@ -37,6 +37,7 @@ type config struct {
 	LogLevel               slog.Level
 	LogFormat              string
 	DebugAddr              string
+	AdminAddr              string
 }
 
 // setting describes one environment variable.
@@ -124,6 +125,7 @@ var settings = []setting{
 		return c.LogLevel.UnmarshalText([]byte(v))
 	}},
 	{"MESH_DEBUG_ADDR", "", str(func(c *config) *string { return &c.DebugAddr })},
+	{"MESH_ADMIN_ADDR", "", str(func(c *config) *string { return &c.AdminAddr })},
 	{"MESH_LOG_FORMAT", "text", func(c *config, v string) error {
 		if v != "text" && v != "json" {
 			return fmt.Errorf("must be text or json")

@@ -172,6 +172,8 @@ type mesh struct {
 	base  string
 	procs []*proc
 	dir   string
+	// admin are the admin addresses of roles without a gateway, by role.
+	admin map[string]string
 }
 
 // startAllInOne starts `meshd` with its embedded defaults in a fresh folder.
@@ -215,10 +217,11 @@ func startSplit(t testing.TB) *mesh {
 		}
 		return out
 	}
-	api := startMeshd(t, "api", with(map[string]string{"MESH_DB_PATH": filepath.Join(dir, "mesh.sqlite")}))
-	world := startMeshd(t, "world", with(nil))
+	admin := map[string]string{"api": freeAddr(t), "world": freeAddr(t)}
+	api := startMeshd(t, "api", with(map[string]string{"MESH_DB_PATH": filepath.Join(dir, "mesh.sqlite"), "MESH_ADMIN_ADDR": admin["api"]}))
+	world := startMeshd(t, "world", with(map[string]string{"MESH_ADMIN_ADDR": admin["world"]}))
 	gw := startMeshd(t, "gateway", with(map[string]string{"MESH_ADDR": addr}))
-	m := &mesh{base: "http://" + addr, procs: []*proc{api, world, gw}, dir: dir}
+	m := &mesh{base: "http://" + addr, procs: []*proc{api, world, gw}, dir: dir, admin: admin}
 	waitReady(t, m.base, api, world, gw)
 	return m
 }
@@ -231,6 +234,16 @@ func TestAllInOne(t *testing.T) {
 func TestSplitOverRedis(t *testing.T) {
 	m := startSplit(t)
 	runSuite(t, m)
+	// Roles without a gateway serve probes and metrics on their admin address.
+	for role, want := range map[string]string{"api": "mesh_api_commands_total", "world": "mesh_world_tick_seconds"} {
+		c := meshtest.NewClient("http://" + m.admin[role])
+		for _, path := range []string{"/healthz", "/readyz"} {
+			c.Must(t, 200, "GET", path, "", nil)
+		}
+		if r := c.Do(t, "GET", "/metrics", "", nil); r.Status != 200 || !strings.Contains(string(r.Body), want) {
+			t.Fatalf("%s /metrics: %d, lacks %s", role, r.Status, want)
+		}
+	}
 }
 
 // logLines returns the lines of a process log that contain s (for diagnostics).
@@ -245,4 +258,3 @@ func logLines(p *proc, s string) []string {
 	return out
 }
 
-var _ = meshtest.M{}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/themesh/mesh/apisvc"
@@ -199,9 +200,20 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			return err
 		}
 	} else {
+		var checks []func(context.Context) error
+		checks = append(checks, b.Ping)
+		if st != nil {
+			checks = append(checks, st.Ping)
+		}
+		admin := serveAdmin(cfg.AdminAddr, reg, checks, log)
 		select {
 		case <-ctx.Done():
 		case err = <-errs:
+		}
+		if admin != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = admin.Shutdown(sctx)
+			cancel()
 		}
 	}
 	log.Info("stopping services")
@@ -270,6 +282,41 @@ func jwtSecret(ctx context.Context, cfg config, st store.Store, services map[str
 		return nil, fmt.Errorf("keep the JWT secret: %w", err)
 	}
 	return []byte(s), nil
+}
+
+// serveAdmin serves /healthz, /readyz and /metrics for a role without a gateway (probes and
+// scraping in a cluster), on addr; nothing when addr is empty.
+func serveAdmin(addr string, gather prometheus.Gatherer, ready []func(context.Context) error, log *slog.Logger) *http.Server {
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		for _, check := range ready {
+			if err := check(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, `{"error":{"code":"unavailable","message":%q}}`, "not ready: "+err.Error())
+				return
+			}
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		log.Info("admin server listening", "addr", addr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return srv
 }
 
 // serveDebug serves Go's profiler (net/http/pprof) on a separate, operator-only address.
