@@ -146,7 +146,7 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if created {
+	if created || c.redelivered {
 		s.messageEvent(ctx, "message", &msg, messageFrame{Type: "message", Message: &msg})
 	}
 	return msg, nil

@@ -45,8 +45,9 @@ type Config struct {
 	ConsumerName string
 	// DefaultMeshName is the name of a mesh that was never set up ("The Mesh").
 	DefaultMeshName string
-	// ReclaimIdle is how long a command may stay unacknowledged before another worker takes
-	// it over (30 s).
+	// ReclaimIdle is how long the commands of a worker that died stay pending before another
+	// worker takes them over (2 s: well inside the gateways' request deadline, so the client
+	// still gets its answer).
 	ReclaimIdle time.Duration
 }
 
@@ -74,7 +75,7 @@ func (c *Config) setDefaults() {
 		c.DefaultMeshName = "The Mesh"
 	}
 	if c.ReclaimIdle == 0 {
-		c.ReclaimIdle = 30 * time.Second
+		c.ReclaimIdle = 2 * time.Second
 	}
 }
 
@@ -117,6 +118,10 @@ type call struct {
 	req   *mesh.Request
 	actor *store.Account // nil for routes without auth
 	now   time.Time
+	// redelivered: this command was delivered before, to a worker that may have died after
+	// its effect and before its events; events are then published again (clients dedupe by
+	// seq and id).
+	redelivered bool
 }
 
 // New makes the service.
@@ -191,6 +196,9 @@ func (s *Service) handleEntry(ctx context.Context, e bus.Entry) error {
 		return nil // the caller has given up and told its client: doing it now would surprise
 	}
 	start := time.Now()
+	if e.Deliveries > 1 {
+		ctx = context.WithValue(ctx, redeliveryKey{}, true)
+	}
 	reply := s.Handle(ctx, &cmd)
 	s.metrics.observe(cmd.Op, reply, time.Since(start))
 	if cmd.ReplyTo == "" {
@@ -214,7 +222,8 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 		reply.Error = mesh.Errorf(mesh.CodeBadRequest, "unknown operation %q", cmd.Op)
 		return reply
 	}
-	c := &call{cmd: cmd, req: &cmd.Args, now: s.now().UTC()}
+	redelivered, _ := ctx.Value(redeliveryKey{}).(bool)
+	c := &call{cmd: cmd, req: &cmd.Args, now: s.now().UTC(), redelivered: redelivered}
 	if o.route.Auth {
 		a, err := s.authenticate(ctx, cmd.Actor)
 		if err != nil {
@@ -364,6 +373,8 @@ func (s *Service) operations() (map[string]op, error) {
 	ops[mesh.OpSessionOpen] = op{route: mesh.Route{Op: mesh.OpSessionOpen, Auth: true}, handler: s.sessionOpen}
 	return ops, nil
 }
+
+type redeliveryKey struct{}
 
 // newID makes a sortable unique id.
 func newID() string { return ulid.Make().String() }

@@ -70,7 +70,7 @@ type socket struct {
 	spare        [][]byte
 	qbytes       int
 	maxQueue     int
-	scheduled    bool // has a writer turn coming, or is in one
+	state        turnState
 	closing      bool
 	closeFrame   []byte
 	pingDue      bool
@@ -93,12 +93,18 @@ func newSocket(id string, conn *websocket.Conn, bc *bufConn, w *writers, maxQueu
 	return s
 }
 
-// send queues a frame's JSON. It never blocks: a socket whose queue is full is closed as a
-// slow consumer (it resumes from seq when it reconnects), so it cannot slow the others.
-func (s *socket) send(payload []byte) { s.sendEncoded(encodeText(payload)) }
+// send queues an answer to the socket's own frame (ack, error, pong): it goes out at the next
+// writer turn, without waiting for the write interval, so request and answer stay quick.
+func (s *socket) send(payload []byte) { s.queueFrame(encodeText(payload), true) }
 
-// sendEncoded queues an encoded frame (the hub encodes a room's event once for all sockets).
-func (s *socket) sendEncoded(frame []byte) {
+// sendEncoded queues an encoded event frame (the hub encodes a room's event once for all
+// sockets). A socket written to less than a write interval ago waits for the next tick, so
+// that what arrives meanwhile goes out in the same write. It never blocks: a socket whose
+// queue is full is closed as a slow consumer (it resumes from seq when it reconnects), so it
+// cannot slow the others.
+func (s *socket) sendEncoded(frame []byte) { s.queueFrame(frame, false) }
+
+func (s *socket) queueFrame(frame []byte, now bool) {
 	s.qmu.Lock()
 	if s.closing {
 		s.qmu.Unlock()
@@ -112,24 +118,46 @@ func (s *socket) sendEncoded(frame []byte) {
 	}
 	s.queue = append(s.queue, frame)
 	s.qbytes += len(frame)
-	s.scheduleLocked()
+	s.scheduleLocked(now)
 }
 
-// scheduleLocked asks for a writer turn unless one is coming; it unlocks qmu.
-func (s *socket) scheduleLocked() {
-	turn := !s.scheduled
-	s.scheduled = true
-	last := s.lastTurn
-	s.qmu.Unlock()
-	if turn && s.writers != nil {
-		s.writers.scheduleAfter(s, last)
+// turnState is where a socket stands with the writers.
+type turnState uint8
+
+const (
+	idle    turnState = iota // nothing queued, or queued and not yet asked for a turn
+	later                    // waiting in the writers' later list for the next tick
+	ready                    // in the writers' line
+	running                  // a writer is at it (or will retry it: blocked peer)
+)
+
+// scheduleLocked asks for a writer turn unless one is coming; it unlocks qmu. Urgent frames
+// (answers to the socket's own frames) and sockets not written to for a write interval get
+// the next turn; the others wait for the next tick, collecting frames.
+func (s *socket) scheduleLocked(urgent bool) {
+	w := s.writers
+	if w == nil {
+		s.qmu.Unlock()
+		return
+	}
+	switch {
+	case s.state == idle && !urgent && w.recent(s.lastTurn):
+		s.state = later
+		s.qmu.Unlock()
+		w.addLater(s)
+	case s.state == idle || (s.state == later && urgent):
+		s.state = ready // if it was in the later list, the tick skips it
+		s.qmu.Unlock()
+		w.schedule(s)
+	default:
+		s.qmu.Unlock()
 	}
 }
 
 // kick asks for a turn (bytes written by others wait behind pending ones).
 func (s *socket) kick() {
 	s.qmu.Lock()
-	s.scheduleLocked()
+	s.scheduleLocked(true)
 }
 
 // ping queues a ping.
@@ -140,7 +168,7 @@ func (s *socket) ping() {
 		return
 	}
 	s.pingDue = true
-	s.scheduleLocked()
+	s.scheduleLocked(false)
 }
 
 // closeWith drops what is queued and has the writer send a close frame with code and reason,
@@ -154,7 +182,7 @@ func (s *socket) closeWith(code int, reason string) {
 	s.closing = true
 	s.closeFrame = encodeClose(code, reason)
 	s.queue, s.qbytes = nil, 0
-	s.scheduleLocked()
+	s.scheduleLocked(true)
 }
 
 // finish closes the connection for good.
@@ -175,6 +203,9 @@ func (s *socket) finish() {
 // batch, until the queue is empty, the peer stops reading (the socket gets a later turn),
 // or the socket has had its share (it goes to the back of the line).
 func (s *socket) turn() {
+	s.qmu.Lock()
+	s.state = running
+	s.qmu.Unlock()
 	// While the peer has not taken the last write, the queue stays where it is: it fills,
 	// and a peer that never catches up is closed as a slow consumer.
 	if s.bc != nil && s.bc.pendingBytes() > 0 {
@@ -191,6 +222,7 @@ func (s *socket) turn() {
 	for i := 0; ; i++ {
 		s.qmu.Lock()
 		if i == turnBatches && (len(s.queue) > 0 || s.pingDue) {
+			s.state = ready
 			s.qmu.Unlock()
 			s.writers.schedule(s)
 			return
@@ -248,7 +280,7 @@ func (s *socket) turn() {
 
 		s.qmu.Lock()
 		if len(s.queue) == 0 && !s.pingDue && !s.closing {
-			s.scheduled = false
+			s.state = idle
 			s.lastTurn = s.writers.clock()
 			s.qmu.Unlock()
 			return
@@ -281,9 +313,15 @@ func (s *socket) stillBlocked() {
 	s.retryLater()
 }
 
-// retryLater gives a blocked socket another turn soon; it keeps its scheduled mark meanwhile.
+// retryLater gives a blocked socket another turn soon; it stays running meanwhile, so no
+// other turn is asked for.
 func (s *socket) retryLater() {
-	time.AfterFunc(retryAfter, func() { s.writers.schedule(s) })
+	time.AfterFunc(retryAfter, func() {
+		s.qmu.Lock()
+		s.state = ready
+		s.qmu.Unlock()
+		s.writers.schedule(s)
+	})
 }
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
@@ -324,15 +362,16 @@ func newWriters(interval time.Duration) *writers {
 // clock is the writers' coarse clock in ms.
 func (w *writers) clock() int64 { return w.now.Load() }
 
-// scheduleAfter puts s in line now, or at the next tick if its last turn was too recent.
-func (w *writers) scheduleAfter(s *socket, lastTurn int64) {
-	if w.interval > 0 && w.clock()-lastTurn < w.interval.Milliseconds() {
-		w.mu.Lock()
-		w.later = append(w.later, s)
-		w.mu.Unlock()
-		return
-	}
-	w.schedule(s)
+// recent reports whether a turn that ended at lastTurn was less than an interval ago.
+func (w *writers) recent(lastTurn int64) bool {
+	return w.interval > 0 && w.clock()-lastTurn < w.interval.Milliseconds()
+}
+
+// addLater puts s in the list moved into the line at the next tick.
+func (w *writers) addLater(s *socket) {
+	w.mu.Lock()
+	w.later = append(w.later, s)
+	w.mu.Unlock()
 }
 
 // tick moves the sockets that waited for this interval into the line.
@@ -349,10 +388,22 @@ func (w *writers) tick(done <-chan struct{}) {
 		case now := <-t.C:
 			w.now.Store(now.UnixMilli())
 			w.mu.Lock()
-			w.ready = append(w.ready, w.later...)
-			clear(w.later)
-			w.later = w.later[:0]
+			moving := w.later
+			w.later = nil
 			w.mu.Unlock()
+			for _, s := range moving {
+				s.qmu.Lock()
+				due := s.state == later // not already moved by an urgent frame
+				if due {
+					s.state = ready
+				}
+				s.qmu.Unlock()
+				if due {
+					w.mu.Lock()
+					w.ready = append(w.ready, s)
+					w.mu.Unlock()
+				}
+			}
 			w.cond.Broadcast()
 		}
 	}
