@@ -174,6 +174,18 @@ type mesh struct {
 	dir   string
 	// admin are the admin addresses of roles without a gateway, by role.
 	admin map[string]string
+	// gateways are every gateway's base URL; clients are spread over them.
+	gateways []string
+	next     int
+}
+
+// gw is the gateway for the next client (round robin).
+func (m *mesh) gw() string {
+	if len(m.gateways) == 0 {
+		return m.base
+	}
+	m.next++
+	return m.gateways[m.next%len(m.gateways)]
 }
 
 // startAllInOne starts `meshd` with its embedded defaults in a fresh folder.
@@ -196,7 +208,8 @@ func startAllInOneIn(t testing.TB, dir string, env map[string]string) *mesh {
 	return m
 }
 
-// startSplit starts gateway, API and world as three processes sharing only a real Redis.
+// startSplit starts two gateways, an API worker and a world as processes sharing only a real
+// Redis; the suite spreads its clients over both gateways.
 func startSplit(t testing.TB) *mesh {
 	t.Helper()
 	redisAddr := testredis.Shared(t).Addr()
@@ -221,8 +234,12 @@ func startSplit(t testing.TB) *mesh {
 	api := startMeshd(t, "api", with(map[string]string{"MESH_DB_PATH": filepath.Join(dir, "mesh.sqlite"), "MESH_ADMIN_ADDR": admin["api"]}))
 	world := startMeshd(t, "world", with(map[string]string{"MESH_ADMIN_ADDR": admin["world"]}))
 	gw := startMeshd(t, "gateway", with(map[string]string{"MESH_ADDR": addr}))
-	m := &mesh{base: "http://" + addr, procs: []*proc{api, world, gw}, dir: dir, admin: admin}
-	waitReady(t, m.base, api, world, gw)
+	addr2 := freeAddr(t)
+	gw2 := startMeshd(t, "gateway", with(map[string]string{"MESH_ADDR": addr2}))
+	m := &mesh{base: "http://" + addr, procs: []*proc{api, world, gw, gw2}, dir: dir, admin: admin,
+		gateways: []string{"http://" + addr, "http://" + addr2}}
+	waitReady(t, m.base, api, world, gw, gw2)
+	waitReady(t, m.gateways[1], api, world, gw, gw2)
 	return m
 }
 

@@ -37,13 +37,13 @@ func runSuite(t *testing.T, m *mesh) {
 
 	t.Run("auth", func(t *testing.T) { testAuth(t, c, owner) })
 	t.Run("rooms", func(t *testing.T) { testRooms(t, c, owner) })
-	t.Run("messages", func(t *testing.T) { testMessages(t, c, m.base, owner) })
-	t.Run("whispers", func(t *testing.T) { testWhispers(t, c, m.base) })
-	t.Run("websocket frames", func(t *testing.T) { testFrames(t, c, m.base) })
-	t.Run("presence typing positions", func(t *testing.T) { testLive(t, c, m.base) })
-	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m.base, owner) })
-	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m.base) })
-	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m.base) })
+	t.Run("messages", func(t *testing.T) { testMessages(t, c, m, owner) })
+	t.Run("whispers", func(t *testing.T) { testWhispers(t, c, m) })
+	t.Run("websocket frames", func(t *testing.T) { testFrames(t, c, m) })
+	t.Run("presence typing positions", func(t *testing.T) { testLive(t, c, m) })
+	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m, owner) })
+	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m) })
+	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.
 		r := c.Do(t, "GET", "/metrics", "", nil)
@@ -229,12 +229,12 @@ func newRoom(t *testing.T, c *mt.Client, creator mt.User, others ...mt.User) str
 	return id
 }
 
-func testMessages(t *testing.T, c *mt.Client, base string, owner mt.User) {
+func testMessages(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	dan := c.Register(t, "Dan")
 	eve := c.Register(t, "Eve")
 	room := newRoom(t, c, dan, eve)
-	wd, snap := mt.Connect(t, base, dan.Token)
-	we, _ := mt.Connect(t, base, eve.Token)
+	wd, snap := mt.Connect(t, m.gw(), dan.Token)
+	we, _ := mt.Connect(t, m.gw(), eve.Token)
 	rooms := snap["rooms"].([]any)
 	if len(rooms) != 1 || rooms[0].(M)["id"] != room || len(rooms[0].(M)["members"].([]any)) != 2 {
 		t.Fatalf("snapshot rooms = %v", rooms)
@@ -363,12 +363,12 @@ func testMessages(t *testing.T, c *mt.Client, base string, owner mt.User) {
 	}
 }
 
-func testWhispers(t *testing.T, c *mt.Client, base string) {
+func testWhispers(t *testing.T, c *mt.Client, m *mesh) {
 	a, b, x := c.Register(t, "WhisperA"), c.Register(t, "WhisperB"), c.Register(t, "Outsider")
 	room := newRoom(t, c, a, b, x)
-	wa, _ := mt.Connect(t, base, a.Token)
-	wb, _ := mt.Connect(t, base, b.Token)
-	wx, _ := mt.Connect(t, base, x.Token)
+	wa, _ := mt.Connect(t, m.gw(), a.Token)
+	wb, _ := mt.Connect(t, m.gw(), b.Token)
+	wx, _ := mt.Connect(t, m.gw(), x.Token)
 	ack := wa.Ack(t, M{"type": "send_message", "roomId": room, "content": "psst", "to": b.ID})
 	wa.Ack(t, M{"type": "send_message", "roomId": room, "content": "public"})
 	for _, w := range []*mt.WS{wa, wb} {
@@ -396,9 +396,9 @@ func testWhispers(t *testing.T, c *mt.Client, base string) {
 	wx.Quiet(t, "message_edited", 300*time.Millisecond)
 }
 
-func testFrames(t *testing.T, c *mt.Client, base string) {
+func testFrames(t *testing.T, c *mt.Client, m *mesh) {
 	u := c.Register(t, "Framer")
-	w := mt.DialWS(t, base)
+	w := mt.DialWS(t, m.gw())
 	// Anything before authenticate: unauthorized, socket stays open.
 	if e := w.Request(t, M{"type": "send_message", "roomId": "r", "content": "x"}); e["type"] != "error" || e["code"] != "unauthorized" {
 		t.Fatalf("before auth: %v", e)
@@ -434,12 +434,12 @@ func testFrames(t *testing.T, c *mt.Client, base string) {
 	}
 }
 
-func testLive(t *testing.T, c *mt.Client, base string) {
+func testLive(t *testing.T, c *mt.Client, m *mesh) {
 	a, b := c.Register(t, "LiveA"), c.Register(t, "LiveB")
 	room := newRoom(t, c, a, b)
-	wb, _ := mt.Connect(t, base, b.Token)
+	wb, _ := mt.Connect(t, m.gw(), b.Token)
 	// a's first socket: online to b; a's second socket: no new presence.
-	wa1, snap := mt.Connect(t, base, a.Token)
+	wa1, snap := mt.Connect(t, m.gw(), a.Token)
 	if p := wb.ExpectWhere(t, "presence", func(m M) bool { return m["participantId"] == a.ID }); p["status"] != "online" {
 		t.Fatalf("presence = %v", p)
 	}
@@ -452,7 +452,7 @@ func testLive(t *testing.T, c *mt.Client, base string) {
 	if bStatus != "online" {
 		t.Fatalf("snapshot says b is %v", bStatus)
 	}
-	wa2, _ := mt.Connect(t, base, a.Token)
+	wa2, _ := mt.Connect(t, m.gw(), a.Token)
 	// Typing reaches the others, not the typer.
 	wa1.Ack(t, M{"type": "typing", "roomId": room, "isTyping": true})
 	if ty := wb.Expect(t, "typing"); ty["participantId"] != a.ID || ty["isTyping"] != true || ty["roomId"] != room {
@@ -486,7 +486,7 @@ func testLive(t *testing.T, c *mt.Client, base string) {
 		t.Fatalf("move in a room one is not in: %v", e)
 	}
 	// A new socket's snapshot has the positions.
-	wb2, snap2 := mt.Connect(t, base, b.Token)
+	wb2, snap2 := mt.Connect(t, m.gw(), b.Token)
 	ps := snap2["positions"].(M)[room].([]any)
 	if len(ps) != 1 || ps[0].(M)["x"] != 5.0 {
 		t.Fatalf("snapshot positions = %v", snap2["positions"])
@@ -501,12 +501,12 @@ func testLive(t *testing.T, c *mt.Client, base string) {
 	}
 }
 
-func testModeration(t *testing.T, c *mt.Client, base string, owner mt.User) {
+func testModeration(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	m1, m2 := c.Register(t, "ModA"), c.Register(t, "ModB")
 	room := newRoom(t, c, owner, m1, m2)
-	wo, _ := mt.Connect(t, base, owner.Token)
-	w1, _ := mt.Connect(t, base, m1.Token)
-	w2, _ := mt.Connect(t, base, m2.Token)
+	wo, _ := mt.Connect(t, m.gw(), owner.Token)
+	w1, _ := mt.Connect(t, m.gw(), m1.Token)
+	w2, _ := mt.Connect(t, m.gw(), m2.Token)
 	// A member cannot kick (no permission), nor anyone kick the owner (priority).
 	if e := w1.Request(t, M{"type": "kick", "roomId": room, "participantId": m2.ID}); e["code"] != "forbidden" {
 		t.Fatalf("member kicks: %v", e)
@@ -554,11 +554,11 @@ func testModeration(t *testing.T, c *mt.Client, base string, owner mt.User) {
 	w2.ExpectWhere(t, "participant_left", func(m M) bool { return m["participantId"] == m2.ID })
 }
 
-func testLogout(t *testing.T, c *mt.Client, base string) {
+func testLogout(t *testing.T, c *mt.Client, m *mesh) {
 	u := c.Register(t, "Leaver")
 	other := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})["token"].(string)
-	w, _ := mt.Connect(t, base, u.Token)
-	w2, _ := mt.Connect(t, base, other)
+	w, _ := mt.Connect(t, m.gw(), u.Token)
+	w2, _ := mt.Connect(t, m.gw(), other)
 	if r := c.Do(t, "POST", "/api/auth/logout", u.Token, nil); r.Status != 204 {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
@@ -568,7 +568,7 @@ func testLogout(t *testing.T, c *mt.Client, base string) {
 	if r := c.Do(t, "GET", "/api/auth/me", u.Token, nil); r.Status != 401 {
 		t.Fatalf("revoked token on REST: %d", r.Status)
 	}
-	ws := mt.DialWS(t, base)
+	ws := mt.DialWS(t, m.gw())
 	if e := ws.Request(t, M{"type": "authenticate", "token": u.Token}); e["code"] != "unauthorized" {
 		t.Fatalf("revoked token on WebSocket: %v", e)
 	}
@@ -577,20 +577,20 @@ func testLogout(t *testing.T, c *mt.Client, base string) {
 	c.Must(t, 200, "GET", "/api/auth/me", other, nil)
 }
 
-func testConcurrentSeq(t *testing.T, c *mt.Client, base string) {
+func testConcurrentSeq(t *testing.T, c *mt.Client, m *mesh) {
 	users := make([]mt.User, 4)
 	for i := range users {
 		users[i] = c.Register(t, fmt.Sprintf("Seq%d", i))
 	}
 	room := newRoom(t, c, users[0], users[1:]...)
-	watcher, _ := mt.Connect(t, base, users[0].Token)
+	watcher, _ := mt.Connect(t, m.gw(), users[0].Token)
 	const per = 25
 	var wg sync.WaitGroup
 	for _, u := range users {
 		wg.Add(1)
 		go func(u mt.User) {
 			defer wg.Done()
-			w, _ := mt.Connect(t, base, u.Token)
+			w, _ := mt.Connect(t, m.gw(), u.Token)
 			for i := 0; i < per; i++ {
 				w.Ack(t, M{"type": "send_message", "roomId": room, "content": fmt.Sprintf("%s-%d", u.Name, i)})
 			}
