@@ -9,7 +9,7 @@ export NEXT_TELEMETRY_DISABLED := 1
 BIN := bin
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run build test test-go deps-test vet bench meshbench clean
+.PHONY: run build test test-go deps-test vet bench cluster clean
 
 ## run: build meshd and start the all-in-one mesh on :4000 (SQLite at ./mesh.sqlite)
 run: build
@@ -38,6 +38,10 @@ deps-test:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
+
+## cluster: the whole cluster as plain processes on loopback (gateways on :4001 and :4002)
+cluster: deps-test
+	bash deploy/cluster.sh
 
 ## bench: the Go benchmarks (send path, fan-out, bus, store, world)
 bench:
