@@ -1,0 +1,565 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodb "go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/themesh/mesh/internal/testmongo"
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/store"
+	"github.com/themesh/mesh/pkg/store/storetest"
+)
+
+func TestMain(m *testing.M) { testmongo.Main(m) }
+
+// TestStore runs the conformance suite against the shared server, each test on a database of
+// its own.
+func TestStore(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, testmongo.Shared(t), Options{})
+	})
+}
+
+// openTest opens a store on a new database of srv, closed when the test ends (before the
+// database is dropped).
+func openTest(t testing.TB, srv *testmongo.Server, opts Options) *Store {
+	t.Helper()
+	db := srv.DB(t)
+	s, err := Open(t.Context(), srv.URI(), db, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct{ ms atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ms.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.UnixMilli(c.ms.Load()).UTC() }
+func (c *fakeClock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+func createRoom(t testing.TB, s store.Store, id, creator string) {
+	t.Helper()
+	if _, err := s.CreateRoom(t.Context(), mesh.Room{ID: id, Name: "room " + id, CreatedBy: creator, CreatedAt: mesh.Now()}); err != nil {
+		t.Fatalf("CreateRoom(%s): %v", id, err)
+	}
+}
+
+var msgIDs atomic.Int64
+
+func newMessage(room, author string) mesh.Message {
+	return mesh.Message{ID: fmt.Sprintf("m%06d", msgIDs.Add(1)), RoomID: room, AuthorID: author,
+		Content: "hello", CreatedAt: mesh.Now()}
+}
+
+func send(t testing.TB, s store.Store, m mesh.Message) mesh.Message {
+	t.Helper()
+	got, created, err := s.CreateMessage(t.Context(), m)
+	if err != nil || !created {
+		t.Fatalf("CreateMessage(%s) = created %v, %v", m.ID, created, err)
+	}
+	return got
+}
+
+func wantLastSeq(t testing.TB, s store.Store, room string, want int64) {
+	t.Helper()
+	if seq, err := s.LastSeq(t.Context(), room); err != nil || seq != want {
+		t.Errorf("LastSeq(%s) = %d, %v; want %d", room, seq, err, want)
+	}
+}
+
+// allSeqs reads every seq of the room, in order.
+func allSeqs(t testing.TB, s store.Store, room string) []int64 {
+	t.Helper()
+	var out []int64
+	for after := int64(0); ; {
+		page, err := s.ListMessages(t.Context(), store.MessageQuery{RoomID: room, Viewer: "a", After: after,
+			Forward: true, Limit: mesh.MaxListLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			return out
+		}
+		for _, m := range page {
+			out = append(out, m.Seq)
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
+// TestSendAgainSameID: a message sent again with the same id (its first answer lost) comes
+// back as it is stored, created false, without taking a seq; an id used by a message of another
+// room is an error, and changes nothing.
+func TestSendAgainSameID(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	createRoom(t, s, "r2", "a")
+	m := newMessage("r1", "a")
+	first := send(t, s, m)
+	got, created, err := s.CreateMessage(ctx, m)
+	if err != nil || created || got.ID != first.ID || got.Seq != 1 {
+		t.Errorf("CreateMessage again = %+v, created %v, %v; want the first, not created", got, created, err)
+	}
+	other := m
+	other.RoomID = "r2"
+	if _, _, err := s.CreateMessage(ctx, other); err == nil || mesh.IsCode(err, mesh.CodeNotFound) {
+		t.Errorf("CreateMessage with an id taken in another room: %v; want an internal error", err)
+	}
+	wantLastSeq(t, s, "r1", 1)
+	wantLastSeq(t, s, "r2", 0)
+	if m := send(t, s, newMessage("r2", "a")); m.Seq != 1 {
+		t.Errorf("next message of r2: seq %d, want 1", m.Seq)
+	}
+}
+
+// TestRefusedMessagesLeaveNoGap: a message the server refuses, or refused before it is sent
+// (too large), stores nothing and takes no seq, and the messages around it, sent together in
+// one batch, keep gap-free seqs. A batch whose outcome is unknown (the connection failed half
+// way) leaves no gap either: what the server stored is a prefix of it.
+func TestRefusedMessagesLeaveNoGap(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	send(t, s, newMessage("r1", "a"))
+
+	big := newMessage("r1", "a")
+	big.Content = strings.Repeat("x", maxMessageBytes)
+	if _, _, err := s.CreateMessage(ctx, big); err == nil {
+		t.Error("CreateMessage of a message larger than a document may be succeeded")
+	}
+	wantLastSeq(t, s, "r1", 1)
+
+	// The first insert waits for the other senders to queue up behind it. Then the server
+	// refuses the third message of each insert (after storing the two before it), except that
+	// the third such insert fails the connection after storing two.
+	const senders = 40
+	room, _, err := s.roomByID(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		batches int
+		refused int
+	)
+	s.insert = func(ctx context.Context, docs []any) (int, *mongodb.WriteError, error) {
+		mu.Lock()
+		batches++
+		b := batches
+		if len(docs) > 2 {
+			refused++
+		}
+		r := refused
+		mu.Unlock()
+		if b == 1 {
+			queued := func() int {
+				s.qmu.Lock()
+				defer s.qmu.Unlock()
+				return len(s.queues[room.Key].pending)
+			}
+			for deadline := time.Now().Add(10 * time.Second); queued()+len(docs) < senders && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		switch {
+		case r == 3 && len(docs) > 2:
+			if _, _, err := s.insertOrdered(ctx, docs[:2]); err != nil {
+				return 0, nil, err
+			}
+			return 0, nil, errors.New("connection reset (injected)") // as the driver says it
+		case len(docs) > 2:
+			n, refused, err := s.insertOrdered(ctx, docs[:2])
+			if refused != nil || err != nil {
+				return n, refused, err
+			}
+			return 2, &mongodb.WriteError{Index: 2, Code: 2, Message: "refused (injected)"}, nil
+		}
+		return s.insertOrdered(ctx, docs)
+	}
+	var (
+		wg                       sync.WaitGroup
+		created, failed, unknown atomic.Int32
+	)
+	for range senders {
+		wg.Go(func() {
+			_, ok, err := s.CreateMessage(ctx, newMessage("r1", "a"))
+			switch {
+			case err != nil && strings.Contains(err.Error(), "refused (injected)"):
+				failed.Add(1)
+			case err != nil && strings.Contains(err.Error(), "connection reset (injected)"):
+				unknown.Add(1)
+			case err != nil || !ok:
+				t.Errorf("CreateMessage = %v, %v", ok, err)
+			default:
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d created, %d refused, %d unknown, in %d batches", created.Load(), failed.Load(), unknown.Load(), batches)
+	s.insert = s.insertOrdered
+	n := int64(1 + created.Load())
+	if unknown.Load() == 0 {
+		t.Fatal("no batch failed half way: the test did not test that")
+	}
+	n += 2 // stored, though their senders were told of an error
+	wantLastSeq(t, s, "r1", n)
+	if got := allSeqs(t, s, "r1"); !slices.Equal(got, seqRange(1, n)) {
+		t.Errorf("seqs = %v, want 1..%d", got, n)
+	}
+	if m := send(t, s, newMessage("r1", "a")); m.Seq != n+1 {
+		t.Errorf("next message: seq %d, want %d", m.Seq, n+1)
+	}
+}
+
+// TestRoomLeftovers: what a deletion leaves behind under the room's key (a purge cut short, a
+// write racing with the deletion) is not returned by any read, and a room created again under
+// the same id starts empty.
+func TestRoomLeftovers(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	if _, err := s.AddMember(ctx, "r1", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMute(ctx, "r1", "b", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	m := send(t, s, newMessage("r1", "a"))
+	if _, _, err := s.AddReaction(ctx, m.ID, "👍", "b"); err != nil {
+		t.Fatal(err)
+	}
+	// Keep a copy of everything under the room's key, delete the room, and put it all back,
+	// as if the purge had not run.
+	old, _, err := s.roomByID(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := bson.D{{Key: "room", Value: old.Key}}
+	saved := map[*mongodb.Collection][]bson.Raw{}
+	for _, c := range []*mongodb.Collection{s.memberships, s.mutes, s.messages, s.reactions} {
+		docs, err := findAll[bson.Raw](ctx, c, byKey)
+		if err != nil || len(docs) == 0 {
+			t.Fatalf("%s: %d documents, %v", c.Name(), len(docs), err)
+		}
+		saved[c] = docs
+	}
+	if err := s.DeleteRoom(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	for c, docs := range saved {
+		for _, d := range docs {
+			if _, err := c.InsertOne(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	if _, err := s.Message(ctx, m.ID); !mesh.IsCode(err, mesh.CodeNotFound) {
+		t.Errorf("Message of the deleted room: %v, want not found", err)
+	}
+	if _, _, err := s.AddReaction(ctx, m.ID, "🎉", "b"); !mesh.IsCode(err, mesh.CodeNotFound) {
+		t.Errorf("AddReaction in the deleted room: %v, want not found", err)
+	}
+	if rooms, err := s.RoomsOf(ctx, "b"); err != nil || len(rooms) != 0 {
+		t.Errorf("RoomsOf(b) = %v, %v; want none", rooms, err)
+	}
+
+	createRoom(t, s, "r1", "c")
+	if ms, err := s.Members(ctx, "r1"); err != nil || !slices.Equal(ms, []string{"c"}) {
+		t.Errorf("Members of the new r1 = %v, %v; want [c]", ms, err)
+	}
+	if r, err := s.Room(ctx, "r1"); err != nil || r.MemberCount != 1 {
+		t.Errorf("MemberCount of the new r1 = %d, %v; want 1", r.MemberCount, err)
+	}
+	if until, err := s.MutedUntil(ctx, "r1", "b"); err != nil || !until.IsZero() {
+		t.Errorf("MutedUntil in the new r1 = %v, %v; want zero", until, err)
+	}
+	wantLastSeq(t, s, "r1", 0)
+	if ms, err := s.ListMessages(ctx, store.MessageQuery{RoomID: "r1", Viewer: "a"}); err != nil || len(ms) != 0 {
+		t.Errorf("ListMessages of the new r1 = %d messages, %v; want none", len(ms), err)
+	}
+	if rooms, err := s.ListRooms(ctx, store.RoomQuery{Viewer: "b", MemberOnly: true}); err != nil || len(rooms) != 0 {
+		t.Errorf("ListRooms(b, member only) = %v, %v; want none", rooms, err)
+	}
+	if got := send(t, s, newMessage("r1", "c")); got.Seq != 1 {
+		t.Errorf("first message of the new r1: seq %d, want 1", got.Seq)
+	}
+}
+
+// TestEditDeleteRace: an edit or a reaction racing with the deletion of the message (through
+// another Store) never brings it back. On FerretDB v1 the later write of a whole document
+// wins, so without the deletion mark an edit could restore the content.
+func TestEditDeleteRace(t *testing.T) {
+	ctx := t.Context()
+	srv := testmongo.Shared(t)
+	a := openTest(t, srv, Options{})
+	b, err := Open(ctx, srv.URI(), a.db.Name(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	createRoom(t, a, "r1", "a")
+	for round := range 30 {
+		m := send(t, a, newMessage("r1", "a"))
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				_, err := a.EditMessage(ctx, m.ID, fmt.Sprint("edit ", i), time.Now())
+				if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
+					t.Errorf("EditMessage: %v", err)
+				}
+				_, _, err = a.AddReaction(ctx, m.ID, "👍", fmt.Sprint("p", i))
+				if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
+					t.Errorf("AddReaction: %v", err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if _, err := b.DeleteMessage(ctx, m.ID); err != nil {
+				t.Errorf("DeleteMessage: %v", err)
+			}
+		})
+		wg.Wait()
+		got, err := b.Message(ctx, m.ID)
+		if err != nil || !got.Deleted || got.Content != "" || len(got.Reactions) != 0 {
+			t.Fatalf("round %d: message after the race = %+v, %v; want deleted, empty, no reactions", round, got, err)
+		}
+		if n, err := a.reactions.CountDocuments(ctx, bson.D{{Key: "m", Value: m.ID}}); err != nil || n != 0 {
+			t.Errorf("round %d: %d reactions stored, %v; want none", round, n, err)
+		}
+	}
+}
+
+// TestConcurrentOpen opens one new database from several Stores at once (as several
+// processes would), and has them all send to one room.
+func TestConcurrentOpen(t *testing.T) {
+	ctx := t.Context()
+	srv := testmongo.Shared(t)
+	db := srv.DB(t)
+	const n = 4
+	stores := make([]*Store, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := Open(ctx, srv.URI(), db, Options{})
+			if err != nil {
+				t.Errorf("Open %d: %v", i, err)
+				return
+			}
+			stores[i] = s
+		})
+	}
+	wg.Wait()
+	for _, s := range stores {
+		if s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	createRoom(t, stores[0], "r1", "a")
+	for _, s := range stores {
+		wg.Go(func() {
+			for range 10 {
+				if _, _, err := s.CreateMessage(ctx, newMessage("r1", "a")); err != nil {
+					t.Errorf("CreateMessage: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := allSeqs(t, stores[1], "r1"); !slices.Equal(got, seqRange(1, 10*n)) {
+		t.Errorf("seqs = %v, want 1..%d", got, 10*n)
+	}
+}
+
+// TestServerRestart stops the server under a Store: calls fail while it is down (within their
+// deadline), and once it is back the Store goes on where it was, with the data and the seqs.
+func TestServerRestart(t *testing.T) {
+	ctx := t.Context()
+	srv := testmongo.Start(t)
+	s := openTest(t, srv, Options{})
+	createRoom(t, s, "r1", "a")
+	for range 3 {
+		send(t, s, newMessage("r1", "a"))
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	down, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.CreateMessage(down, newMessage("r1", "a")); err == nil {
+		t.Error("CreateMessage with the server down succeeded")
+	}
+	if err := s.Ping(down); err == nil {
+		t.Error("Ping with the server down succeeded")
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the restart: %v", err)
+	}
+	m := send(t, s, newMessage("r1", "a"))
+	if m.Seq != 4 {
+		t.Errorf("first message after the restart: seq %d, want 4", m.Seq)
+	}
+	if got := allSeqs(t, s, "r1"); !slices.Equal(got, seqRange(1, 4)) {
+		t.Errorf("seqs = %v, want 1..4", got)
+	}
+}
+
+func TestPurgeExpiredTokens(t *testing.T) {
+	ctx := t.Context()
+	clock := newFakeClock()
+	srv := testmongo.Shared(t)
+	s := openTest(t, srv, Options{Now: clock.Now, PurgeInterval: time.Minute})
+	revoke := func(id string, exp time.Time) {
+		t.Helper()
+		if err := s.RevokeToken(ctx, id, "p1", exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoked := func(s *Store, id string, want bool) {
+		t.Helper()
+		if ok, err := s.IsRevoked(ctx, id); err != nil || ok != want {
+			t.Errorf("IsRevoked(%s) = %v, %v; want %v", id, ok, err, want)
+		}
+	}
+	revoke("short", clock.Now().Add(30*time.Second))
+	revoke("long", clock.Now().Add(time.Hour))
+	revoke("forever", time.Time{})
+	revoked(s, "short", true)
+
+	clock.Advance(40 * time.Second) // "short" expired, but a purge ran less than a minute ago
+	revoke("other", clock.Now().Add(time.Hour))
+	revoked(s, "short", true)
+
+	clock.Advance(40 * time.Second) // now past the purge interval
+	revoke("other2", clock.Now().Add(time.Hour))
+	revoked(s, "short", false)
+	revoked(s, "long", true)
+	revoked(s, "forever", true)
+	revoked(s, "other", true)
+
+	// Revoking again keeps the later expiry; revoking for ever wins.
+	revoke("long", clock.Now().Add(time.Minute))
+	revoke("other", time.Time{})
+	clock.Advance(2 * time.Hour)
+	revoke("trigger", clock.Now().Add(time.Hour))
+	revoked(s, "long", false)
+	revoked(s, "forever", true)
+	revoked(s, "other", true)
+	revoked(s, "trigger", true)
+
+	// Open purges too.
+	clock.Advance(2 * time.Hour)
+	again, err := Open(ctx, srv.URI(), s.db.Name(), Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Close() })
+	revoked(again, "trigger", false)
+	revoked(again, "forever", true)
+}
+
+func TestMuteEnds(t *testing.T) {
+	ctx := t.Context()
+	clock := newFakeClock()
+	s := openTest(t, testmongo.Shared(t), Options{Now: clock.Now})
+	createRoom(t, s, "r1", "a")
+	until := clock.Now().Add(time.Minute)
+	if err := s.SetMute(ctx, "r1", "b", until); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.MutedUntil(ctx, "r1", "b"); err != nil || !got.Equal(until) {
+		t.Errorf("MutedUntil = %v, %v; want %v", got, err, until)
+	}
+	clock.Advance(time.Minute)
+	if got, err := s.MutedUntil(ctx, "r1", "b"); err != nil || !got.IsZero() {
+		t.Errorf("MutedUntil once ended = %v, %v; want zero", got, err)
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	srv := testmongo.Shared(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ uri, db string }{
+		{srv.URI(), ""},
+		{"http://example.com", "db"},
+		{"mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "db"},
+	} {
+		if s, err := Open(ctx, tc.uri, tc.db, Options{}); err == nil {
+			s.Close()
+			t.Errorf("Open(%q, %q) succeeded, want an error", tc.uri, tc.db)
+		}
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	srv := testmongo.Shared(t)
+	s, err := Open(t.Context(), srv.URI(), srv.DB(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createRoom(t, s, "r1", "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err == nil {
+		t.Error("Ping of a closed store succeeded")
+	}
+	if _, err := s.Room(context.Background(), "r1"); err == nil || mesh.IsCode(err, mesh.CodeNotFound) {
+		t.Errorf("Room on a closed store: %v; want an internal error", err)
+	}
+	if _, _, err := s.CreateMessage(context.Background(), newMessage("r1", "a")); err == nil {
+		t.Error("CreateMessage on a closed store succeeded")
+	}
+}
+
+// TestCreateRoomTaken: creating a room under an id that is taken is CodeConflict, and leaves
+// the room as it was (its creator's membership, inserted first, is taken back).
+func TestCreateRoomTaken(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	_, err := s.CreateRoom(ctx, mesh.Room{ID: "r1", Name: "again", CreatedBy: "b", CreatedAt: mesh.Now()})
+	if !mesh.IsCode(err, mesh.CodeConflict) {
+		t.Errorf("CreateRoom(r1) again: %v, want conflict", err)
+	}
+	r, err := s.Room(ctx, "r1")
+	if err != nil || r.Name != "room r1" || r.MemberCount != 1 {
+		t.Errorf("Room(r1) = %+v, %v; want the first, with 1 member", r, err)
+	}
+	if n, err := s.memberships.CountDocuments(ctx, bson.D{{Key: "p", Value: "b"}}); err != nil || n != 0 {
+		t.Errorf("memberships of b: %d, %v; want none left", n, err)
+	}
+}
