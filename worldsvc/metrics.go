@@ -23,6 +23,9 @@ type metrics struct {
 	eventsDropped  prometheus.Counter
 	publishErrors  prometheus.Counter
 	queueLength    prometheus.GaugeFunc
+	entries        *prometheus.CounterVec // by result (with a replicated log)
+	commit         prometheus.Histogram
+	deferred       prometheus.Counter
 	collectorsList []prometheus.Collector
 }
 
@@ -30,6 +33,14 @@ type metrics struct {
 const (
 	dropQueueFull = "queue_full" // a lossy input (move, typing) met a full queue
 	dropNotLeader = "not_leader" // queued while leader, leadership lost before it was applied
+	// dropNotCommitted: the log entry holding it was not committed while this node led.
+	dropNotCommitted = "not_committed"
+)
+
+// Results of a log entry.
+const (
+	entryCommitted = "committed"
+	entryFailed    = "failed"
 )
 
 func newMetrics(queueLength func() float64) *metrics {
@@ -45,11 +56,11 @@ func newMetrics(queueLength func() float64) *metrics {
 		}, []string{"op"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mesh_world_inputs_dropped_total",
-			Help: "World inputs dropped: lossy ones (moves, typing) on a full input queue, or inputs left when leadership was lost.",
+			Help: "World inputs dropped: lossy ones (moves, typing) on a full input queue, inputs left when leadership was lost, or lossy inputs of a log entry that was not committed.",
 		}, []string{"op", "reason"}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mesh_world_inputs_retried_total",
-			Help: "World inputs that must not be lost refused on a full input queue and left on the stream for redelivery.",
+			Help: "World inputs that must not be lost refused on a full input queue, or (with a replicated log) not committed, and left on the stream for redelivery.",
 		}, []string{"op"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mesh_world_inputs_ignored_total",
@@ -83,10 +94,23 @@ func newMetrics(queueLength func() float64) *metrics {
 			Name: "mesh_world_input_queue_length",
 			Help: "Inputs waiting for the world's owner goroutine.",
 		}, queueLength),
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mesh_world_log_entries_total",
+			Help: "Entries this node proposed to the world's replicated log, by result (committed, failed).",
+		}, []string{"result"}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mesh_world_log_commit_seconds",
+			Help:    "Time from proposing an entry to the world's replicated log to its being committed and applied here.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12), // 0.5 ms .. 1 s
+		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mesh_world_log_deferred_total",
+			Help: "Entries kept for the next tick because the replicated log was behind (their tick's step is skipped).",
+		}),
 	}
 	m.collectorsList = []prometheus.Collector{
 		m.tick, m.inputs, m.dropped, m.retried, m.ignored, m.invalid, m.online, m.leader,
-		m.positions, m.eventsDropped, m.publishErrors, m.queueLength,
+		m.positions, m.eventsDropped, m.publishErrors, m.queueLength, m.entries, m.commit, m.deferred,
 	}
 	return m
 }

@@ -5,6 +5,13 @@
 // Raft FSM can wrap. Service runs it: it consumes the world stream (mesh.StreamWorld, group
 // mesh.GroupWorld) while its Elector says it leads, hands each command to one owner goroutine
 // through a bounded queue, ticks the world in that goroutine, and publishes what comes out.
+//
+// Two ways to hold the world. Alone (the one-node world, no Deps.Log), the owner goroutine
+// applies each input to its World as it comes and steps it on each tick. Replicated (with a
+// Deps.Log, such as worldsvc/raftelect), every node holds a Machine that the log applies
+// committed entries to; the leader's owner goroutine only batches: the inputs of a tick and
+// its step become one Entry, proposed to the log, and what the entry produced is published
+// by the leader once it is committed.
 package worldsvc
 
 import (
@@ -29,6 +36,8 @@ const (
 	DefaultMaxPendingInputs = 8192
 	DefaultReclaimIdle      = 5 * time.Second
 	DefaultPublishWorkers   = 4
+	DefaultMaxBatchInputs   = 1024
+	DefaultCommitWait       = 5 * time.Second
 	// publishQueue is how many messages each publisher holds before new ones are dropped.
 	publishQueue = 4096
 	// MaxTickRate bounds Config.TickRate.
@@ -60,6 +69,12 @@ type Config struct {
 	// PublishWorkers is how many goroutines publish events and replies. A subject always goes
 	// through the same one, so each subject's events keep their order. Zero means 4.
 	PublishWorkers int
+	// MaxBatchInputs bounds the inputs of one log entry (with Deps.Log): a tick that takes
+	// more is written as several entries. Zero means 1024.
+	MaxBatchInputs int
+	// CommitWait bounds how long (with Deps.Log) an input that must not be lost waits for its
+	// entry to be committed before it is left on the stream for redelivery. Zero means 5 s.
+	CommitWait time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -88,6 +103,12 @@ func (c Config) withDefaults() Config {
 	if c.PublishWorkers <= 0 {
 		c.PublishWorkers = DefaultPublishWorkers
 	}
+	if c.MaxBatchInputs <= 0 {
+		c.MaxBatchInputs = DefaultMaxBatchInputs
+	}
+	if c.CommitWait <= 0 {
+		c.CommitWait = DefaultCommitWait
+	}
 	return c
 }
 
@@ -95,8 +116,14 @@ func (c Config) withDefaults() Config {
 type Deps struct {
 	// Bus is required.
 	Bus bus.Bus
-	// Elector decides whether this node leads. Nil means Always (the one-node world).
+	// Elector decides whether this node leads. Nil means the Log if it is an Elector (as
+	// raftelect's is), else Always (the one-node world).
 	Elector Elector
+	// Log, if set, replicates the world (see Log): the service proposes its inputs and ticks
+	// to it instead of applying them, and the world lives in the Machine the log applies to.
+	// Config.GatewayTimeout and ReconcileGrace then do not apply: the Machine's WorldConfig
+	// does. Nil means the one-node world, applied here.
+	Log Log
 	// Metrics, if set, receives the service's collectors (mesh_world_*).
 	Metrics prometheus.Registerer
 	// Logger; nil means slog.Default().
@@ -114,14 +141,25 @@ type Service struct {
 	clock   Clock
 	m       *metrics
 
-	// world is owned by the goroutine running Run's loop: nothing else touches it.
+	// world is owned by the goroutine running Run's loop: nothing else touches it. It is nil
+	// with a replicated log (repl), whose Machine holds the world instead.
 	world *World
+	repl  Log
 	// inbox carries decoded inputs from the stream consumer to the owner goroutine.
 	inbox chan input
 	// lossyLimit is the queue length from which lossy inputs are dropped.
 	lossyLimit int
 	// out holds one queue per publisher.
 	out []chan outMsg
+
+	// With repl, owned by the loop goroutine: the inputs of the entry being gathered, and
+	// whether it is the first entry since this node began to lead.
+	batch  []input
+	resume bool
+	// props carries entries from the loop goroutine to the proposer; inflight carries
+	// proposed entries, in order, from the proposer to the committer.
+	props    chan *proposal
+	inflight chan inflight
 
 	running atomic.Bool
 }
@@ -132,7 +170,34 @@ type input struct {
 	args    any // from decodeArgs
 	id      string
 	replyTo string
+	// With a replicated log: body is the command's Args.Body, for the log entry; done, set
+	// for the inputs that must not be lost, receives once whether the entry holding the input
+	// was committed (nil) or not, so that the consumer acks it only once it is.
+	body json.RawMessage
+	done chan error
 }
+
+// proposal is one entry for the log: inputs applied at now, after World.Resume if resume,
+// then a step if step.
+type proposal struct {
+	now    time.Time
+	resume bool
+	step   bool
+	inputs []input
+}
+
+// inflight is a proposal handed to the log.
+type inflight struct {
+	p     *proposal
+	f     Proposal
+	start time.Time
+}
+
+// Capacities of the queues between the loop goroutine, the proposer and the committer.
+const (
+	propsQueue    = 16
+	inflightQueue = 64
+)
 
 // outMsg is one message for a publisher: data as it is, or else event marshalled.
 type outMsg struct {
@@ -156,11 +221,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		elector: deps.Elector,
 		log:     deps.Logger,
 		clock:   deps.Clock,
-		world:   NewWorld(WorldConfig{GatewayTimeout: cfg.GatewayTimeout, ReconcileGrace: cfg.ReconcileGrace}),
+		repl:    deps.Log,
 		inbox:   make(chan input, cfg.MaxPendingInputs),
 	}
+	if s.repl == nil {
+		s.world = NewWorld(WorldConfig{GatewayTimeout: cfg.GatewayTimeout, ReconcileGrace: cfg.ReconcileGrace})
+	} else {
+		s.props = make(chan *proposal, propsQueue)
+		s.inflight = make(chan inflight, inflightQueue)
+	}
 	if s.elector == nil {
-		s.elector = Always{}
+		if e, ok := deps.Log.(Elector); ok {
+			s.elector = e
+		} else {
+			s.elector = Always{}
+		}
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -196,6 +271,10 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, q := range s.out {
 		wg.Go(func() { s.publishLoop(ctx, q) })
 	}
+	if s.repl != nil {
+		wg.Go(func() { s.proposeLoop(ctx) })
+		wg.Go(func() { s.commitLoop(ctx) })
+	}
 	return s.loop(ctx, &wg)
 }
 
@@ -228,11 +307,16 @@ func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) error {
 			case <-consumeDone:
 			case <-ctx.Done():
 			}
+			s.dropBatch()
 			return
 		}
 		s.log.Info("world: leading; consuming", "stream", mesh.StreamWorld, "consumer", s.cfg.ConsumerName)
 		s.m.leader.Set(1)
-		s.world.Resume(s.clock.Now())
+		if s.repl != nil {
+			s.resume = true // the first entry resumes the world, on every replica
+		} else {
+			s.world.Resume(s.clock.Now())
+		}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		stopConsume, consumeDone = cancel, done
@@ -258,13 +342,21 @@ func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) error {
 			setLeader(s.elector.IsLeader())
 		case in := <-s.inbox:
 			if !leader {
-				s.m.dropped.WithLabelValues(opLabel(in.op), dropNotLeader).Inc()
+				s.refuse(in, dropNotLeader, errNotLeader)
+				continue
+			}
+			if s.repl != nil {
+				s.queue(in)
 				continue
 			}
 			s.apply(in)
 		case <-ticker.C():
 			setLeader(s.elector.IsLeader())
-			if leader {
+			switch {
+			case !leader:
+			case s.repl != nil:
+				s.flush(true)
+			default:
 				s.step()
 			}
 		}
@@ -279,21 +371,27 @@ func (s *Service) apply(in input) {
 	}
 	s.m.online.Set(float64(len(s.world.participants)))
 	s.emit(out.Events)
-	if in.replyTo != "" {
-		var result []byte
-		if out.Connect != nil {
-			b, err := json.Marshal(out.Connect)
-			if err != nil {
-				s.reply(in.replyTo, mesh.Reply{ID: in.id, Error: mesh.Errorf(mesh.CodeInternal, "internal error")})
-				s.log.Error("world: encode connect result", "err", err)
-				return
-			}
-			result = b
-		} else {
-			result = []byte("{}")
-		}
-		s.reply(in.replyTo, mesh.Reply{ID: in.id, Result: result})
+	s.answer(in, out)
+}
+
+// answer replies to in, if it asked for a reply, with what applying it produced.
+func (s *Service) answer(in input, out Output) {
+	if in.replyTo == "" {
+		return
 	}
+	var result []byte
+	if out.Connect != nil {
+		b, err := json.Marshal(out.Connect)
+		if err != nil {
+			s.reply(in.replyTo, mesh.Reply{ID: in.id, Error: mesh.Errorf(mesh.CodeInternal, "internal error")})
+			s.log.Error("world: encode connect result", "err", err)
+			return
+		}
+		result = b
+	} else {
+		result = []byte("{}")
+	}
+	s.reply(in.replyTo, mesh.Reply{ID: in.id, Result: result})
 }
 
 // step ends a tick: the world folds its moves and expires silent gateways.
@@ -338,7 +436,10 @@ func (s *Service) consume(ctx context.Context) error {
 // handle takes one entry of the world stream: it decodes the command and queues it for the
 // owner goroutine. It acks (returns nil) once the input is queued, dropped as lossy, or
 // refused as a bad request (answered at once); it returns an error, leaving the entry for
-// redelivery, only when an input that must not be lost meets a full queue.
+// redelivery, only when an input that must not be lost meets a full queue. With a
+// replicated log, such an input is acked only once the entry holding it is committed: the
+// handler waits for that (the loop proposes it at once, not at the next tick), and leaves the
+// entry for redelivery if the entry fails, this node stops leading, or CommitWait passes.
 func (s *Service) handle(ctx context.Context, e bus.Entry) error {
 	var cmd mesh.Command
 	if err := json.Unmarshal(e.Data, &cmd); err != nil {
@@ -357,6 +458,9 @@ func (s *Service) handle(ctx context.Context, e bus.Entry) error {
 		return nil
 	}
 	in := input{op: op, args: args, id: cmd.ID, replyTo: cmd.ReplyTo}
+	if s.repl != nil {
+		in.body = cmd.Args.Body
+	}
 	if op == mesh.WorldMove || op == mesh.WorldTyping {
 		if len(s.inbox) >= s.lossyLimit {
 			s.m.dropped.WithLabelValues(op, dropQueueFull).Inc()
@@ -369,12 +473,33 @@ func (s *Service) handle(ctx context.Context, e bus.Entry) error {
 		}
 		return nil
 	}
+	if s.repl != nil {
+		in.done = make(chan error, 1)
+	}
 	select {
 	case s.inbox <- in:
-		return nil
 	default:
 		s.m.retried.WithLabelValues(op).Inc()
 		return fmt.Errorf("worldsvc: input queue full (%d): %s %s left for redelivery", cap(s.inbox), op, cmd.ID)
+	}
+	if in.done == nil {
+		return nil
+	}
+	t := time.NewTimer(s.cfg.CommitWait)
+	defer t.Stop()
+	select {
+	case err := <-in.done:
+		if err == nil {
+			return nil
+		}
+		s.m.retried.WithLabelValues(op).Inc()
+		return fmt.Errorf("worldsvc: %s %s not committed, left for redelivery: %w", op, cmd.ID, err)
+	case <-t.C:
+		s.m.retried.WithLabelValues(op).Inc()
+		return fmt.Errorf("worldsvc: %s %s not committed within %s, left for redelivery", op, cmd.ID, s.cfg.CommitWait)
+	case <-ctx.Done():
+		s.m.retried.WithLabelValues(op).Inc()
+		return ctx.Err()
 	}
 }
 

@@ -38,6 +38,10 @@ type config struct {
 	LogFormat              string
 	DebugAddr              string
 	AdminAddr              string
+	WorldID                string
+	WorldPeers             string
+	WorldRaftAddr          string
+	WorldData              string
 }
 
 // setting describes one environment variable.
@@ -126,6 +130,10 @@ var settings = []setting{
 	}},
 	{"MESH_DEBUG_ADDR", "", str(func(c *config) *string { return &c.DebugAddr })},
 	{"MESH_ADMIN_ADDR", "", str(func(c *config) *string { return &c.AdminAddr })},
+	{"MESH_WORLD_ID", "", str(func(c *config) *string { return &c.WorldID })},
+	{"MESH_WORLD_PEERS", "", str(func(c *config) *string { return &c.WorldPeers })},
+	{"MESH_WORLD_RAFT_ADDR", "", str(func(c *config) *string { return &c.WorldRaftAddr })},
+	{"MESH_WORLD_DATA", "mesh-world", str(func(c *config) *string { return &c.WorldData })},
 	{"MESH_LOG_FORMAT", "text", func(c *config, v string) error {
 		if v != "text" && v != "json" {
 			return fmt.Errorf("must be text or json")

@@ -5,22 +5,23 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	mt "github.com/themesh/mesh/internal/meshtest"
+	"github.com/themesh/mesh/internal/testmongo"
 	"github.com/themesh/mesh/internal/testredis"
 )
 
-// cluster is gateways, API workers and a world as processes on one Redis (and, for now, one
-// SQLite file shared by the API workers: SQLite in WAL mode takes several processes).
+// cluster is gateways, API workers and a world as processes on one Redis and one
+// MongoDB-wire server (FerretDB).
 type cluster struct {
 	gateways []string // base URLs
 	procs    map[string]*proc
 	redis    *testredis.Server
+	mongo    *testmongo.Server
 }
 
 func startCluster(t *testing.T, gateways, apis int) *cluster {
@@ -30,12 +31,12 @@ func startCluster(t *testing.T, gateways, apis int) *cluster {
 	mt.Wait = 15 * time.Second
 	t.Cleanup(func() { mt.Wait = old })
 	srv := testredis.New(t)
-	dir := t.TempDir()
+	mongo := testmongo.Start(t)
 	common := map[string]string{
 		"REDIS_URL":         "redis://" + srv.Addr(),
 		"MESH_REDIS_PREFIX": testredis.Prefix(t),
 		"MESH_JWT_SECRET":   strings.Repeat("s", 40),
-		"MESH_DB_PATH":      filepath.Join(dir, "mesh.sqlite"),
+		"MONGODB_URI":       mongo.URI() + mongo.DB(t),
 	}
 	env := func(extra ...string) map[string]string {
 		out := map[string]string{}
@@ -47,7 +48,7 @@ func startCluster(t *testing.T, gateways, apis int) *cluster {
 		}
 		return out
 	}
-	c := &cluster{procs: map[string]*proc{}, redis: srv}
+	c := &cluster{procs: map[string]*proc{}, redis: srv, mongo: mongo}
 	for i := 1; i <= apis; i++ {
 		c.procs[fmt.Sprintf("api-%d", i)] = startMeshd(t, "api", env())
 	}
@@ -68,12 +69,18 @@ func startCluster(t *testing.T, gateways, apis int) *cluster {
 	return c
 }
 
-// sendAll sends n messages with clientMsgIds over a socket, retrying each (same clientMsgId)
-// until it is acknowledged; it returns the seqs acknowledged, by clientMsgId. kill is called
-// once, after the n/3-th message.
+// sendAll sends n messages with clientMsgIds over a socket, retrying each (same clientMsgId,
+// with a pause) until it is acknowledged; it returns the seqs acknowledged, by clientMsgId,
+// and how many answers were unavailable. kill is called once, after the n/3-th message.
 func sendAll(t *testing.T, base, token, room string, n int, kill func()) map[string]int64 {
+	acked, _ := sendAllCounting(t, base, token, room, n, kill)
+	return acked
+}
+
+func sendAllCounting(t *testing.T, base, token, room string, n int, kill func()) (map[string]int64, int) {
 	t.Helper()
 	acked := map[string]int64{}
+	unavailable := 0
 	w, _ := mt.Connect(t, base, token)
 	for i := 0; i < n; i++ {
 		if i == n/3 && kill != nil {
@@ -86,12 +93,14 @@ func sendAll(t *testing.T, base, token, room string, n int, kill func()) map[str
 				acked[id] = int64(r["seq"].(float64))
 				break
 			}
-			if r["code"] != "unavailable" || attempt == 10 {
+			if r["code"] != "unavailable" || attempt == 30 {
 				t.Fatalf("send %s: %v", id, r)
 			}
+			unavailable++
+			time.Sleep(300 * time.Millisecond) // a client's back-off: time is what is tested
 		}
 	}
-	return acked
+	return acked, unavailable
 }
 
 // checkStored checks that the room's history holds every acknowledged message exactly once,
@@ -210,4 +219,30 @@ func TestFaultRestartRedis(t *testing.T) {
 	w, _ := mt.Connect(t, cl.gateways[0], u.Token)
 	w.Ack(t, M{"type": "send_message", "roomId": room, "content": "after the restart"})
 	w.ExpectWhere(t, "message", func(m M) bool { return m["message"].(M)["content"] == "after the restart" })
+}
+
+func TestFaultStopMongo(t *testing.T) {
+	cl := startCluster(t, 1, 1)
+	c := mt.NewClient(cl.gateways[0])
+	u := c.Register(t, "Patient")
+	room := c.Must(t, 201, "POST", "/api/rooms", u.Token, M{"name": "mongo outage"})["id"].(string)
+	restarted := make(chan error, 1)
+	acked, unavailable := sendAllCounting(t, cl.gateways[0], u.Token, room, 40, func() {
+		if err := cl.mongo.Stop(); err != nil {
+			t.Fatalf("stop the Mongo-wire server: %v", err)
+		}
+		go func() {
+			time.Sleep(4 * time.Second) // the outage
+			restarted <- cl.mongo.Start()
+		}()
+	})
+	if err := <-restarted; err != nil {
+		t.Fatalf("restart the Mongo-wire server: %v", err)
+	}
+	if unavailable == 0 {
+		t.Fatal("no request was answered unavailable while the database was down")
+	}
+	checkStored(t, c, u.Token, room, acked)
+	// REST works again too.
+	c.Must(t, 200, "GET", "/api/auth/me", u.Token, nil)
 }

@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	_ "net/http/pprof" // served only on MESH_DEBUG_ADDR
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,10 +39,12 @@ import (
 	"github.com/themesh/mesh/pkg/bus/membus"
 	"github.com/themesh/mesh/pkg/bus/redisbus"
 	"github.com/themesh/mesh/pkg/store"
+	"github.com/themesh/mesh/pkg/store/mongo"
 	"github.com/themesh/mesh/pkg/store/sqlite"
 	"github.com/themesh/mesh/proxysvc"
 	"github.com/themesh/mesh/web"
 	"github.com/themesh/mesh/worldsvc"
+	"github.com/themesh/mesh/worldsvc/raftelect"
 )
 
 // roles maps a command-line role to the services it runs.
@@ -149,7 +153,16 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 		start("api", api.Run)
 	}
 	if services["world"] {
-		world, err := worldsvc.New(worldsvc.Config{}, worldsvc.Deps{Bus: b, Metrics: reg, Logger: log})
+		deps := worldsvc.Deps{Bus: b, Metrics: reg, Logger: log}
+		if cfg.WorldPeers != "" {
+			node, err := openRaft(cfg, log)
+			if err != nil {
+				return err
+			}
+			defer node.Close()
+			deps.Log = node
+		}
+		world, err := worldsvc.New(worldsvc.Config{}, deps)
 		if err != nil {
 			return err
 		}
@@ -249,13 +262,63 @@ func openBus(ctx context.Context, cfg config, log *slog.Logger) (bus.Bus, error)
 
 func openStore(ctx context.Context, cfg config) (store.Store, error) {
 	if cfg.MongoURI != "" {
-		return nil, errors.New("MONGODB_URI: the MongoDB store is not built yet; unset it to use SQLite")
+		db, err := mongoDatabase(cfg.MongoURI)
+		if err != nil {
+			return nil, err
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := mongo.Open(octx, cfg.MongoURI, db, mongo.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("MONGODB_URI: %w", err)
+		}
+		return st, nil
 	}
 	st, err := sqlite.Open(ctx, cfg.DBPath, sqlite.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.DBPath, err)
 	}
 	return st, nil
+}
+
+// openRaft joins this world replica to its Raft cluster (MESH_WORLD_PEERS). The peers' host
+// names may not resolve yet when a cluster starts (DNS of new pods): it retries for a while.
+func openRaft(cfg config, log *slog.Logger) (*raftelect.Node, error) {
+	peers, err := raftelect.ParsePeers(cfg.WorldPeers)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_WORLD_PEERS: %w", err)
+	}
+	id := cfg.WorldID
+	if id == "" {
+		if id, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("MESH_WORLD_ID: %w", err)
+		}
+	}
+	rc := raftelect.Config{ID: id, Peers: peers, BindAddr: cfg.WorldRaftAddr, DataDir: cfg.WorldData, Logger: log}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		node, err := raftelect.Open(rc)
+		if err == nil {
+			return node, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("world raft: %w", err)
+		}
+		log.Warn("world raft not ready; retrying", "err", err)
+		time.Sleep(time.Second)
+	}
+}
+
+// mongoDatabase is the database named in a MongoDB URI's path ("mesh" when none).
+func mongoDatabase(uri string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("MONGODB_URI: %w", err)
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		return db, nil
+	}
+	return "mesh", nil
 }
 
 // jwtSecret is MESH_JWT_SECRET, or (where the store is at hand) one generated on the first

@@ -65,6 +65,10 @@ const (
 )
 
 // Options tune a Store. The zero value is ready to use.
+// DefaultServerSelectionTimeout bounds how long an operation waits for a reachable server
+// unless the URI says otherwise (serverSelectionTimeoutMS).
+const DefaultServerSelectionTimeout = 2 * time.Second
+
 type Options struct {
 	// Now is the store's clock (time.Now if nil). It decides when mutes end and which revoked
 	// tokens have expired, and orders members and reactions; tests set it to drive time.
@@ -132,6 +136,11 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 	copts := options.Client().ApplyURI(uri)
 	if copts.WriteConcern == nil {
 		copts.SetWriteConcern(writeconcern.Majority())
+	}
+	// When the database is unreachable, fail fast (callers answer unavailable) rather than
+	// wait the driver's default 30 s for a server.
+	if copts.ServerSelectionTimeout == nil {
+		copts.SetServerSelectionTimeout(DefaultServerSelectionTimeout)
 	}
 	client, err := mongodb.Connect(copts)
 	if err != nil {
@@ -256,7 +265,17 @@ func wrap(op string, err error) error {
 	if errors.As(err, &me) {
 		return err
 	}
+	if unreachable(err) {
+		return mesh.Errorf(mesh.CodeUnavailable, "the mesh's database is unavailable; try again")
+	}
 	return fmt.Errorf("mongo: %s: %w", op, err)
+}
+
+// unreachable reports whether err means the database could not be reached (rather than that
+// it refused the operation): callers answer unavailable, and the client retries.
+func unreachable(err error) bool {
+	return mongodb.IsNetworkError(err) || mongodb.IsTimeout(err) ||
+		strings.Contains(err.Error(), "server selection error")
 }
 
 func notFound(what, id string) error {
