@@ -27,7 +27,7 @@ need go "Go 1.26"
 
 echo "cluster: building meshd"
 (cd "$root" && go build -o "$data/bin/meshd" ./cmd/meshd)
-ferret=${XDG_CACHE_HOME:-$HOME/.cache}/themesh/ferretdb-v1.24.2/ferretdb
+ferret=${MESH_FERRETDB_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/themesh/ferretdb-v1.24.2/ferretdb}
 if [ ! -x "$ferret" ]; then
 	echo "cluster: building FerretDB v1.24.2 (once per machine)"
 	mkdir -p "$(dirname "$ferret")"
@@ -90,7 +90,20 @@ cluster: up.
 Ctrl-C stops everything.
 MSG
 
-# Run until interrupted, or until one of the processes dies (then stop the rest).
+# Run until interrupted. A process that dies is reported and the others go on: the cluster is
+# meant to survive the loss of a gateway, an API worker or a world replica (restart it by hand
+# from the command in its log's folder, or stop and start the cluster).
 set +e
-wait -n "${pids[@]}"
-echo "cluster: a process exited; stopping the others" >&2
+while [ ${#pids[@]} -gt 0 ]; do
+	wait -n "${pids[@]}" 2>/dev/null
+	alive=()
+	for pid in "${pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; then
+			alive+=("$pid")
+		fi
+	done
+	if [ ${#alive[@]} -lt ${#pids[@]} ]; then
+		echo "cluster: $(( ${#pids[@]} - ${#alive[@]} )) process(es) exited; the others go on (Ctrl-C stops them)" >&2
+	fi
+	pids=("${alive[@]}")
+done
