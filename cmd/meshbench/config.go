@@ -23,6 +23,7 @@ const contractFrameRate = 200
 
 type config struct {
 	URL         string
+	Gateways    string
 	AllowRemote bool
 	Mode        string
 
@@ -67,6 +68,8 @@ type config struct {
 	// Derived.
 	base  *url.URL
 	wsURL string
+	// wsURLs are the WebSocket URLs sockets are spread over (-url's, then -gateways').
+	wsURLs []string
 }
 
 const usageHeader = `meshbench: load tool for a Mesh server, over its public REST and WebSocket contract.
@@ -119,6 +122,7 @@ func parseFlags(args []string, output io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:4000", "base `URL` of the mesh server (its WebSocket is <url>/ws)")
+	fs.StringVar(&c.Gateways, "gateways", "", "more gateways' base `URLs`, comma-separated: sockets are spread round-robin over -url and these (a cluster)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a server that is not on a loopback address")
 	fs.StringVar(&c.Mode, "mode", modeFanout, "run mode: idle, fanout or step")
 	fs.IntVar(&c.Sockets, "sockets", 1000, "number of WebSocket connections in total")
@@ -212,6 +216,27 @@ func (c *config) validate() error {
 		ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[base.Scheme]
 		ws.Path = strings.TrimSuffix(base.Path, "/") + "/ws"
 		c.wsURL = ws.String()
+		c.wsURLs = []string{c.wsURL}
+		for _, g := range strings.Split(c.Gateways, ",") {
+			if g = strings.TrimSpace(g); g == "" {
+				continue
+			}
+			gu, err := parseBaseURL(g)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("-gateways: %w", err))
+				continue
+			}
+			if !c.AllowRemote {
+				if err := requireLoopback(gu.Hostname()); err != nil {
+					errs = append(errs, fmt.Errorf("-gateways: %w", err))
+					continue
+				}
+			}
+			gw := *gu
+			gw.Scheme = map[string]string{"http": "ws", "https": "wss"}[gu.Scheme]
+			gw.Path = strings.TrimSuffix(gu.Path, "/") + "/ws"
+			c.wsURLs = append(c.wsURLs, gw.String())
+		}
 		if !explicitMetrics {
 			m := *base
 			m.Path = strings.TrimSuffix(base.Path, "/") + "/metrics"

@@ -61,7 +61,7 @@ func (r *runner) openSockets(ctx context.Context) openReport {
 	cfg := r.cfg
 	rep := openReport{Requested: cfg.Sockets, Failures: map[string]int{}}
 	r.socks = make([]*sock, cfg.Sockets)
-	d := newDialer(cfg.wsURL, cfg.AuthTimeout)
+	d := newDialer(cfg.wsURLs, cfg.AuthTimeout)
 	start := time.Now()
 
 	jobs := make(chan int)

@@ -300,11 +300,11 @@ func (e *dialError) Unwrap() error { return e.err }
 // dialer opens authenticated sockets.
 type dialer struct {
 	d           websocket.Dialer
-	url         string
+	urls        []string // socket idx dials urls[idx % len]
 	authTimeout time.Duration
 }
 
-func newDialer(wsURL string, authTimeout time.Duration) *dialer {
+func newDialer(wsURLs []string, authTimeout time.Duration) *dialer {
 	nd := &net.Dialer{Timeout: authTimeout, KeepAlive: 30 * time.Second}
 	return &dialer{
 		d: websocket.Dialer{
@@ -314,7 +314,7 @@ func newDialer(wsURL string, authTimeout time.Duration) *dialer {
 			WriteBufferSize:  1024,
 			WriteBufferPool:  &sync.Pool{},
 		},
-		url:         wsURL,
+		urls:        wsURLs,
 		authTimeout: authTimeout,
 	}
 }
@@ -324,7 +324,7 @@ func newDialer(wsURL string, authTimeout time.Duration) *dialer {
 func (d *dialer) open(ctx context.Context, idx int, u *benchUser, r *benchRoom) (*sock, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.authTimeout)
 	defer cancel()
-	ws, resp, err := d.d.DialContext(ctx, d.url, nil)
+	ws, resp, err := d.d.DialContext(ctx, d.urls[idx%len(d.urls)], nil)
 	if err != nil {
 		return nil, classifyDialErr(ctx, resp, err)
 	}
