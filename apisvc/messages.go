@@ -100,21 +100,22 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		}
 		m.ClientMsgID = in.ClientMsgID
 	}
-	r, member, err := s.visibleRoom(ctx, c, room)
+	acc, err := s.store.Access(ctx, room, c.actor.ID)
 	if err != nil {
 		return nil, err
 	}
-	if !member {
+	if acc.Room.Private && !acc.Member {
+		return nil, mesh.Errorf(mesh.CodeNotFound, "no such room")
+	}
+	if !acc.Member {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "join the room to send messages there")
 	}
-	if r.Archived {
+	if acc.Room.Archived {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "the room is archived")
 	}
-	if until, err := s.store.MutedUntil(ctx, room, c.actor.ID); err != nil {
-		return nil, err
-	} else if until.After(c.now) {
+	if acc.MutedUntil.After(c.now) {
 		return nil, mesh.Errorf(mesh.CodeMuted, "you are muted in this room").
-			WithDetails(map[string]any{"until": mesh.TimeOf(until)})
+			WithDetails(map[string]any{"until": mesh.TimeOf(acc.MutedUntil)})
 	}
 	if in.ThreadID != nil && *in.ThreadID != "" {
 		root, err := s.store.Message(ctx, *in.ThreadID)
@@ -239,11 +240,14 @@ func (s *Service) reactable(ctx context.Context, c *call, emoji string) (mesh.Me
 	if !m.VisibleTo(c.actor.ID) {
 		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
 	}
-	_, member, err := s.visibleRoom(ctx, c, m.RoomID)
-	if err != nil {
+	acc, err := s.store.Access(ctx, m.RoomID, c.actor.ID)
+	if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
+		return mesh.Message{}, err
+	}
+	if err != nil || (acc.Room.Private && !acc.Member) {
 		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
 	}
-	if !member {
+	if !acc.Member {
 		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "join the room to react there")
 	}
 	if m.Deleted {

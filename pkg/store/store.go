@@ -61,6 +61,15 @@ type Participants interface {
 	UpdateParticipant(ctx context.Context, id string, u ParticipantUpdate) (Account, error)
 }
 
+// RoomAccess is what deciding on an action in a room needs, read at once: the room (its
+// MemberCount left zero: counting is not needed there), whether the participant is a member,
+// and the end of its mute (zero if none or ended).
+type RoomAccess struct {
+	Room       mesh.Room
+	Member     bool
+	MutedUntil time.Time
+}
+
 // RoomQuery selects the rooms a viewer may see: every public room and the private rooms the
 // viewer is a member of, ordered by ID, after the cursor After (an ID; empty for the start),
 // at most Limit (0 means mesh.DefaultListLimit; no maximum is applied, so that a caller may
@@ -86,6 +95,9 @@ type RoomUpdate struct {
 // reads of what a room holds (IsMember, Members, MutedUntil) answer empty, without error.
 // Membership is not checked against Participants.
 type Rooms interface {
+	// Access reads a room and one participant's standing in it, without counting members (the
+	// send path's read). CodeNotFound for an unknown room.
+	Access(ctx context.Context, roomID, participantID string) (RoomAccess, error)
 	// CreateRoom stores r and makes r.CreatedBy its first member (none if it is empty),
 	// atomically. It returns the room as stored, with its MemberCount.
 	CreateRoom(ctx context.Context, r mesh.Room) (mesh.Room, error)

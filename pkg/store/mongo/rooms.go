@@ -118,6 +118,31 @@ func (s *Store) Room(ctx context.Context, id string) (mesh.Room, error) {
 	return d.room(int(n)), nil
 }
 
+// Access reads a room, whether the participant is a member and its mute: three lookups by
+// _id, which every MongoDB-wire server serves from its primary key.
+func (s *Store) Access(ctx context.Context, roomID, participantID string) (store.RoomAccess, error) {
+	d, err := s.liveRoom(ctx, roomID)
+	if err != nil {
+		return store.RoomAccess{}, wrap("room access", err)
+	}
+	a := store.RoomAccess{Room: d.room(0)}
+	var m bson.Raw
+	a.Member, err = findOne(ctx, s.memberships, bson.D{{Key: "_id", Value: idKey(d.Key, participantID)}}, &m,
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return store.RoomAccess{}, wrap("room access", err)
+	}
+	var mu muteDoc
+	found, err := findOne(ctx, s.mutes, bson.D{{Key: "_id", Value: idKey(d.Key, participantID)}}, &mu)
+	if err != nil {
+		return store.RoomAccess{}, wrap("room access", err)
+	}
+	if found && int64(mu.Until) > s.now().UnixMilli() {
+		a.MutedUntil = time.UnixMilli(int64(mu.Until)).UTC()
+	}
+	return a, nil
+}
+
 // ListRooms returns the rooms q.Viewer may see; see store.RoomQuery. It reads the viewer's
 // memberships, then the page of rooms, then their member counts (one aggregation).
 func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, error) {

@@ -36,6 +36,33 @@ func room(ctx context.Context, q querier, id string) (mesh.Room, error) {
 	return r, err
 }
 
+// Access reads a room, whether the participant is a member and its mute, in one statement.
+func (s *Store) Access(ctx context.Context, roomID, participantID string) (store.RoomAccess, error) {
+	var (
+		a       store.RoomAccess
+		created int64
+		until   sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT r.id, r.name, r.topic, r.private, r.archived, r.created_by,
+		r.created_at,
+		EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.participant_id = ?),
+		(SELECT until FROM mutes u WHERE u.room_id = r.id AND u.participant_id = ? AND u.until > ?)
+		FROM rooms r WHERE r.id = ?`, participantID, participantID, s.now().UnixMilli(), roomID).
+		Scan(&a.Room.ID, &a.Room.Name, &a.Room.Topic, &a.Room.Private, &a.Room.Archived, &a.Room.CreatedBy,
+			&created, &a.Member, &until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.RoomAccess{}, notFound("room", roomID)
+	}
+	if err != nil {
+		return store.RoomAccess{}, wrap("room access", err)
+	}
+	a.Room.CreatedAt = mesh.TimeFromMilli(created)
+	if until.Valid {
+		a.MutedUntil = time.UnixMilli(until.Int64).UTC()
+	}
+	return a, nil
+}
+
 // roomExists answers with q whether the room exists.
 func roomExists(ctx context.Context, q querier, id string) (bool, error) {
 	var ok bool

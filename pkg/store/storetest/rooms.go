@@ -30,6 +30,40 @@ var memberTests = []test{
 	{name: "ConcurrentAdd", fn: memberConcurrentAdd},
 	{name: "Mute", fn: memberMute},
 	{name: "MuteOutlivesMembership", fn: memberMuteOutlivesMembership},
+	{name: "Access", fn: memberAccess},
+}
+
+// Access reads the room, the membership and the mute at once, without a member count.
+func memberAccess(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	room := createRoom(t, s, "r1", "a", true)
+	if _, err := s.AddMember(ctx, "r1", "b"); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	if err := s.SetMute(ctx, "r1", "b", until); err != nil {
+		t.Fatalf("SetMute: %v", err)
+	}
+	for _, tc := range []struct {
+		who    string
+		member bool
+		muted  bool
+	}{{"a", true, false}, {"b", true, true}, {"c", false, false}} {
+		a, err := s.Access(ctx, "r1", tc.who)
+		if err != nil {
+			t.Fatalf("Access(%s): %v", tc.who, err)
+		}
+		room.MemberCount = 0
+		checkRoom(t, "Access", a.Room, room)
+		if a.Member != tc.member || a.MutedUntil.IsZero() == tc.muted {
+			t.Fatalf("Access(%s) = member %v, muted until %v; want member %v, muted %v", tc.who, a.Member, a.MutedUntil, tc.member, tc.muted)
+		}
+		if tc.muted && !a.MutedUntil.Equal(until) {
+			t.Fatalf("Access(%s).MutedUntil = %v, want %v", tc.who, a.MutedUntil, until)
+		}
+	}
+	_, err := s.Access(ctx, "nope", "a")
+	wantCode(t, "Access of an unknown room", err, mesh.CodeNotFound)
 }
 
 func roomCreateAndRead(t *testing.T, s store.Store) {
