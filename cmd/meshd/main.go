@@ -162,7 +162,13 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			defer node.Close()
 			deps.Log = node
 		}
-		world, err := worldsvc.New(worldsvc.Config{}, deps)
+		wcfg := worldsvc.Config{}
+		if deps.Log != nil {
+			// A command a dying leader had taken comes back to the next one well inside the
+			// gateways' request deadline.
+			wcfg.ReclaimIdle = time.Second
+		}
+		world, err := worldsvc.New(wcfg, deps)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/themesh/mesh/pkg/bus"
 	"github.com/themesh/mesh/pkg/bus/membus"
@@ -516,10 +518,18 @@ func TestCluster(t *testing.T) {
 	gw.call(mesh.WorldConnect, mesh.WorldConnectArgs{ParticipantID: "cy", SocketID: "s3", GatewayID: "g1", Rooms: []string{"r2"}})
 	gw.send(mesh.WorldMove, mesh.WorldMoveArgs{RoomID: "r1", ParticipantID: "ada", X: 1, Y: 1}, false)
 	gw.send(mesh.WorldMove, mesh.WorldMoveArgs{RoomID: "r1", ParticipantID: "bob", X: 2, Y: -2}, false)
-	gw.call(mesh.WorldMembership, mesh.WorldMembershipArgs{RoomID: "sync", ParticipantID: "nobody"}) // after the moves
-	ev, _ := rooms.first(t, "positions in r1", 0, func(r recorded) bool { return r.ev.RoomID == "r1" })
-	if want := `"positions":[{"participantId":"ada","x":1,"y":1},{"participantId":"bob","x":2,"y":-2}]}`; !bytes.HasSuffix(ev.ev.Frame, []byte(want)) {
-		t.Fatalf("positions %s, want both moves", ev.ev.Frame)
+	// bob's move comes after ada's: once it is published, both are in the world (in one tick
+	// or two).
+	rooms.first(t, "bob's position", 0, func(r recorded) bool {
+		return r.ev.RoomID == "r1" && bytes.Contains(r.ev.Frame, []byte(`{"participantId":"bob","x":2,"y":-2}`))
+	})
+	_, snap, err := l.node.fsm.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(view(t, snap, "r1").Positions[0].Positions),
+		`[{"participantId":"ada","x":1,"y":1},{"participantId":"bob","x":2,"y":-2}]`; got != want {
+		t.Fatalf("positions in r1: %s, want %s", got, want)
 	}
 	_, _ = presence.first(t, "3 presences", 0, func(r recorded) bool { return bytes.Contains(r.ev.Frame, []byte(`"cy"`)) })
 
@@ -551,7 +561,7 @@ func TestCluster(t *testing.T) {
 	}
 	nl := c.leader()
 	elected := time.Since(t0)
-	ev, _ = rooms.first(t, "a positions event from the new leader", 0, func(r recorded) bool {
+	ev, _ := rooms.first(t, "a positions event from the new leader", 0, func(r recorded) bool {
 		return r.ev.RoomID == "r2" && r.tick > killedTick
 	})
 	resumed := ev.at.Sub(t0)
@@ -559,7 +569,7 @@ func TestCluster(t *testing.T) {
 		l.id, killedTick, nl.id, elected.Round(time.Millisecond), ev.tick, resumed.Round(time.Millisecond))
 
 	// The new leader holds who was online, in which rooms, and where.
-	_, snap, err := nl.node.fsm.state()
+	_, snap, err = nl.node.fsm.state()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,11 +586,18 @@ func TestCluster(t *testing.T) {
 		n, _ := strconv.ParseUint(nl.node.raft.Stats()["last_snapshot_index"], 10, 64)
 		return n > killedIndex+20
 	})
-	back := c.start(l.id)
-	restores := back.node.fsm.restores.Load() // its own snapshot, restored on start
+	own, err := raft.NewFileSnapshotStore(c.config(l.id).DataDir, 1, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := own.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := c.start(l.id) // restores its own snapshot, if it has one, then the leader's
 	c.converged()
-	if back.node.fsm.restores.Load() <= restores {
-		t.Error("the restarted replica caught up without installing the leader's snapshot")
+	if got, want := back.node.fsm.restores.Load(), int64(min(len(snaps), 1)+1); got < want {
+		t.Errorf("the restarted replica restored %d snapshots, want %d (its own, if any, and the leader's)", got, want)
 	}
 	if back.node.IsLeader() {
 		t.Log("the restarted replica took the lead")
