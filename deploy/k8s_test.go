@@ -489,7 +489,6 @@ func TestKustomization(t *testing.T) {
 	}
 }
 
-
 // No two objects of a kind share a name in a namespace, and every namespace used is made
 // by the manifests, mesh and mesh-bots among them, under the restricted Pod Security Standard.
 func TestNamespaces(t *testing.T) {

@@ -274,4 +274,3 @@ func logLines(p *proc, s string) []string {
 	}
 	return out
 }
-

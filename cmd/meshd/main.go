@@ -17,8 +17,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	_ "net/http/pprof" // served only on MESH_DEBUG_ADDR
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
