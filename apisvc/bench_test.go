@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/themesh/mesh/pkg/mesh"
 )
 
@@ -37,7 +39,7 @@ func BenchmarkSendMessage(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			rep := s.Handle(ctx, &mesh.Command{ID: "x", Op: mesh.OpMessagesSend, Actor: actor,
+			rep := s.Handle(ctx, &mesh.Command{ID: ulid.Make().String(), Op: mesh.OpMessagesSend, Actor: actor,
 				Args: mesh.Request{Params: map[string]string{"roomId": rm.ID}, Body: body}})
 			if rep.Error != nil {
 				b.Fatal(rep.Error)

@@ -91,7 +91,7 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	m := mesh.Message{
-		ID: newID(), RoomID: room, AuthorID: c.actor.ID, Content: content,
+		ID: c.entityID(), RoomID: room, AuthorID: c.actor.ID, Content: content,
 		CreatedAt: mesh.TimeOf(c.now), Reactions: map[string][]string{},
 	}
 	if in.ClientMsgID != nil && *in.ClientMsgID != "" {

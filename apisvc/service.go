@@ -376,5 +376,17 @@ func (s *Service) operations() (map[string]op, error) {
 
 type redeliveryKey struct{}
 
+// entityID is the id of what this command creates: the command's own id (a ULID the gateway
+// made), so that a command redelivered after its first run stored it finds it stored and has
+// no second effect; a fresh id for commands without one.
+func (c *call) entityID() string {
+	if id := c.cmd.ID; len(id) == 26 {
+		if _, err := ulid.ParseStrict(id); err == nil {
+			return id
+		}
+	}
+	return newID()
+}
+
 // newID makes a sortable unique id.
 func newID() string { return ulid.Make().String() }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/themesh/mesh/pkg/bus/membus"
@@ -106,5 +107,32 @@ func TestUnknownOpAndExpiredCommand(t *testing.T) {
 	}
 	if r := do(t, s, mesh.OpAuthMe, "", nil); r.Error == nil || r.Error.Code != mesh.CodeUnauthorized {
 		t.Fatalf("me without actor = %+v", r)
+	}
+}
+
+// A send command handled twice (redelivered after a worker died) stores one message: the
+// message's id is the command's.
+func TestRedeliveredSendStoresOnce(t *testing.T) {
+	s := newService(t, Config{})
+	ctx := context.Background()
+	r := do(t, s, mesh.OpAuthRegister, "a", map[string]string{"email": "r@example.com", "password": "password-1", "displayName": "R"})
+	var sess struct {
+		Participant mesh.Participant `json:"participant"`
+	}
+	_ = json.Unmarshal(r.Result, &sess)
+	actor := &mesh.Actor{ID: sess.Participant.ID, TokenID: "t"}
+	rr := s.Handle(ctx, &mesh.Command{ID: ulid.Make().String(), Op: mesh.OpRoomsCreate, Actor: actor, Args: mesh.Request{Body: []byte(`{"name":"r"}`)}})
+	var room mesh.Room
+	_ = json.Unmarshal(rr.Result, &room)
+	cmd := &mesh.Command{ID: ulid.Make().String(), Op: mesh.OpMessagesSend, Actor: actor,
+		Args: mesh.Request{Params: map[string]string{"roomId": room.ID}, Body: []byte(`{"content":"once"}`)}}
+	var first, second mesh.Message
+	_ = json.Unmarshal(s.Handle(ctx, cmd).Result, &first)
+	_ = json.Unmarshal(s.Handle(ctx, cmd).Result, &second)
+	if first.ID != cmd.ID || second.ID != first.ID || second.Seq != 1 {
+		t.Fatalf("first %+v, second %+v", first, second)
+	}
+	if last, _ := s.store.LastSeq(ctx, room.ID); last != 1 {
+		t.Fatalf("LastSeq = %d after the same command twice, want 1", last)
 	}
 }

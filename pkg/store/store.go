@@ -152,7 +152,9 @@ type Messages interface {
 	// CreatedAt set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
 	// with no gap and no repeat even under concurrent writers. If m.ClientMsgID is set and the
 	// author already sent it in this room, nothing is stored and the first message is returned
-	// with created false. An unknown room is CodeNotFound.
+	// with created false. Likewise for an m.ID already stored (a redelivered command that
+	// derives the id from its own): the stored message, created false. An unknown room is
+	// CodeNotFound.
 	CreateMessage(ctx context.Context, m mesh.Message) (msg mesh.Message, created bool, err error)
 	// Message returns the message with its reactions. Every method returning a message fills
 	// Reactions (never nil): per emoji, the ids of who reacted in the order they reacted; an

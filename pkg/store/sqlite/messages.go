@@ -203,6 +203,16 @@ func isUserError(err error) bool {
 // author and clientMsgId comes back instead, with created false.
 func createIn(ctx context.Context, tx *wtx, m *mesh.Message) (created bool, err error) {
 	{
+		// The same id again (a command redelivered after its first run stored it): the stored
+		// message, created false.
+		ms, err := queryMessages(ctx, tx, withReactions(`SELECT * FROM messages WHERE id = ?`), m.ID)
+		if err != nil {
+			return false, err
+		}
+		if len(ms) > 0 {
+			*m = ms[0]
+			return false, nil
+		}
 		if m.ClientMsgID != nil {
 			ms, err := queryMessages(ctx, tx, withReactions(`SELECT * FROM messages
 				WHERE room_id = ? AND author_id = ? AND client_msg_id = ?`),
@@ -215,7 +225,7 @@ func createIn(ctx context.Context, tx *wtx, m *mesh.Message) (created bool, err 
 				return false, nil
 			}
 		}
-		err := tx.QueryRowContext(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?
+		err = tx.QueryRowContext(ctx, `UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?
 			RETURNING last_seq`, m.RoomID).Scan(&m.Seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, notFound("room", m.RoomID)

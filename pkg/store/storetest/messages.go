@@ -127,6 +127,17 @@ func messageClientMsgID(t *testing.T, s store.Store) {
 		t.Errorf("LastSeq after a repeat = %d, %v; want 1", seq, err)
 	}
 
+	// The same message id again (a redelivered command): the stored message, nothing new.
+	sameID := newMessage("r1", "a", "redelivered")
+	sameID.ID = first.ID
+	got, created, err = s.CreateMessage(ctx, sameID)
+	if err != nil || created || got.Content != "first" || got.Seq != first.Seq {
+		t.Fatalf("CreateMessage(same id) = %+v, created %v, %v; want the first, not created", got, created, err)
+	}
+	if seq, err := s.LastSeq(ctx, "r1"); err != nil || seq != 1 {
+		t.Errorf("LastSeq after the same id again = %d, %v; want 1", seq, err)
+	}
+
 	// The repeat returns the message as it is now (edited, with reactions).
 	if _, err := s.EditMessage(ctx, first.ID, "edited", time.Now()); err != nil {
 		t.Fatal(err)
