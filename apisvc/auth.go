@@ -147,6 +147,13 @@ func (s *Service) register(ctx context.Context, c *call) (any, error) {
 			return nil, mesh.Errorf(mesh.CodeRegistrationClosed, "registration is closed on this mesh")
 		}
 	}
+	acc.ID = c.entityID()
+	if c.redelivered {
+		// The first run may have registered it before its worker died: answer as it would have.
+		if prev, err := s.store.ParticipantByID(ctx, acc.ID); err == nil && prev.Email == acc.Email {
+			return s.issue(prev, c.now)
+		}
+	}
 	acc.Role = mesh.RoleMember
 	if r, ok, err := s.store.Setting(ctx, settingDefaultRole); err != nil {
 		return nil, err

@@ -78,8 +78,15 @@ func (s *Service) roomsCreate(ctx context.Context, c *call) (any, error) {
 	if private && !s.allowed(c.actor, rbac.CreatePrivate) {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "your role may not create_private_rooms")
 	}
+	id := c.entityID()
+	if c.redelivered {
+		// The first run may have created it before its worker died.
+		if r, err := s.store.Room(ctx, id); err == nil && r.CreatedBy == c.actor.ID {
+			return r, nil
+		}
+	}
 	room, err := s.store.CreateRoom(ctx, mesh.Room{
-		ID: newID(), Name: name, Topic: topic, Private: private,
+		ID: id, Name: name, Topic: topic, Private: private,
 		CreatedBy: c.actor.ID, CreatedAt: mesh.TimeOf(c.now),
 	})
 	if err != nil {
