@@ -304,3 +304,15 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 	}
 	return res, nil
 }
+
+func (s *Service) permissionsList(ctx context.Context, c *call) (any, error) {
+	return map[string]any{"items": rbac.All}, nil
+}
+
+// rolesList answers the roles, highest priority first (the built-in ones; custom roles come
+// with role management).
+func (s *Service) rolesList(ctx context.Context, c *call) (any, error) {
+	roles := rbac.Builtins()
+	rbac.SortByPriority(roles)
+	return map[string]any{"items": roles}, nil
+}

@@ -345,6 +345,8 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpAuthMe:         {s.me, 0},
 		mesh.OpAuthLogout:     {s.logout, 204},
 		mesh.OpParticipantGet: {s.participantGet, 0},
+		mesh.OpPermissionsGet: {s.permissionsList, 0},
+		mesh.OpRolesList:      {s.rolesList, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

@@ -113,6 +113,15 @@ func testAuth(t *testing.T, c *mt.Client, owner mt.User) {
 			t.Fatalf("me with token %q: %d %s", tok, r.Status, r.Body)
 		}
 	}
+	// The permissions and roles of DESIGN.md.
+	perms := c.Must(t, 200, "GET", "/api/permissions", alice.Token, nil)["items"].([]any)
+	if len(perms) != 34 || perms[0].(M)["key"] != "view_rooms" || perms[0].(M)["category"] != "general" {
+		t.Fatalf("permissions = %d, first %v", len(perms), perms[0])
+	}
+	roles := c.Must(t, 200, "GET", "/api/roles", alice.Token, nil)["items"].([]any)
+	if len(roles) != 7 || roles[0].(M)["name"] != "owner" || roles[0].(M)["priority"] != 999.0 || roles[6].(M)["name"] != "spectator" {
+		t.Fatalf("roles = %v", roles)
+	}
 	// Another participant's email is not shown; one's own is.
 	p := c.Must(t, 200, "GET", "/api/participants/"+owner.ID, alice.Token, nil)
 	if _, has := p["email"]; has || p["role"] != "owner" {

@@ -20,6 +20,8 @@ var opDocs = map[string]opDoc{
 	OpAuthMe:         {"", "Participant", nil},
 	OpAuthLogout:     {"", "", nil},
 	OpParticipantGet: {"", "Participant", nil},
+	OpPermissionsGet: {"", "PermissionList", nil},
+	OpRolesList:      {"", "RoleList", nil},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -193,6 +195,12 @@ func schemas() map[string]any {
 		"MessageEdit":     obj([]string{"content"}, map[string]any{"content": str}),
 		"ReactionRequest": obj([]string{"emoji"}, map[string]any{"emoji": str}),
 		"RoomList":        listOf("Room"),
+		"Permission": obj([]string{"key", "category", "description"}, map[string]any{
+			"key": str, "category": map[string]any{"enum": []string{"general", "channels", "members", "bots", "administration"}}, "description": str}),
+		"Role": obj([]string{"name", "priority", "permissions", "builtIn"}, map[string]any{
+			"name": str, "priority": integer, "permissions": map[string]any{"type": "array", "items": str}, "builtIn": boolean}),
+		"PermissionList":  obj([]string{"items"}, map[string]any{"items": map[string]any{"type": "array", "items": ref("Permission")}}),
+		"RoleList":        obj([]string{"items"}, map[string]any{"items": map[string]any{"type": "array", "items": ref("Role")}}),
 		"ParticipantList": listOf("Participant"),
 		"MessageList":     listOf("Message"),
 	}

@@ -42,6 +42,8 @@ const (
 	OpReactionsAdd   = "reactions.add"
 	OpReactionsDel   = "reactions.remove"
 	OpParticipantGet = "participants.get"
+	OpPermissionsGet = "permissions.list"
+	OpRolesList      = "roles.list"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -55,6 +57,8 @@ var Routes = []Route{
 	{"GET", "/api/auth/me", OpAuthMe, true, "", false, "The caller"},
 	{"POST", "/api/auth/logout", OpAuthLogout, true, "", true, "Revoke the caller's token everywhere"},
 	{"GET", "/api/participants/{participantId}", OpParticipantGet, true, "", false, "A participant"},
+	{"GET", "/api/permissions", OpPermissionsGet, true, "", false, "The 34 permissions, by category"},
+	{"GET", "/api/roles", OpRolesList, true, "", false, "The roles, highest priority first"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
 	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},

@@ -1,0 +1,169 @@
+package apisvc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/themesh/mesh/pkg/mesh"
+	"github.com/themesh/mesh/pkg/rbac"
+	"github.com/themesh/mesh/pkg/store"
+)
+
+// The route table is the single place where a route (and the WebSocket event that runs the
+// same operation) names its permission. This test is generated from it: every route that
+// needs a permission is tried as every built-in role. A role that holds the permission is not
+// refused; one that does not gets forbidden, and nothing in the store changes.
+func TestEveryRouteAsEveryRole(t *testing.T) {
+	s := newService(t, Config{})
+	ctx := context.Background()
+	owner := register(t, s, "owner@example.com") // the first participant: owner
+	actors := map[string]*mesh.Actor{}
+	for _, r := range rbac.Builtins() {
+		if r.Name == mesh.RoleOwner {
+			actors[r.Name] = owner
+			continue
+		}
+		a := register(t, s, r.Name+"@example.com")
+		role := r.Name
+		if _, err := s.store.UpdateParticipant(ctx, a.ID, store.ParticipantUpdate{Role: &role}); err != nil {
+			t.Fatal(err)
+		}
+		actors[r.Name] = a
+	}
+	// A room everyone is in, a message in it, and a target below every role that may act on
+	// others (a second spectator).
+	target := register(t, s, "target@example.com")
+	spectator := mesh.RoleSpectator
+	_, _ = s.store.UpdateParticipant(ctx, target.ID, store.ParticipantUpdate{Role: &spectator})
+	room := s.Handle(ctx, cmd(mesh.OpRoomsCreate, owner, nil, `{"name":"everyone"}`))
+	var r mesh.Room
+	_ = json.Unmarshal(room.Result, &r)
+	for _, a := range actors {
+		_, _ = s.store.AddMember(ctx, r.ID, a.ID)
+	}
+	_, _ = s.store.AddMember(ctx, r.ID, target.ID)
+
+	for _, route := range mesh.Routes {
+		if route.Permission == "" {
+			continue
+		}
+		for _, role := range rbac.Builtins() {
+			t.Run(route.Op+"/"+role.Name, func(t *testing.T) {
+				actor := actors[role.Name]
+				// Fresh objects per call, so one call cannot spoil the next.
+				msg := s.Handle(ctx, cmd(mesh.OpMessagesSend, owner, map[string]string{"roomId": r.ID}, `{"content":"m"}`))
+				var m mesh.Message
+				_ = json.Unmarshal(msg.Result, &m)
+				_, _, _ = s.store.AddReaction(ctx, m.ID, "👍", actor.ID)
+				victim := s.Handle(ctx, cmd(mesh.OpRoomsCreate, owner, nil, `{"name":"victim"}`))
+				var vr mesh.Room
+				_ = json.Unmarshal(victim.Result, &vr)
+				_, _ = s.store.AddMember(ctx, vr.ID, actor.ID)
+				_, _ = s.store.AddMember(ctx, vr.ID, target.ID)
+
+				params, body := requestFor(route.Op, r.ID, vr.ID, m.ID, target.ID)
+				before := digest(t, s, owner, r.ID, vr.ID)
+				rep := s.Handle(ctx, cmd(route.Op, actor, params, body))
+				allowed := rbac.Allowed(s.roles, role.Name, rbac.Permission(route.Permission))
+				switch {
+				case allowed && rep.Error != nil && rep.Error.Code == mesh.CodeForbidden:
+					t.Fatalf("%s holds %s but was refused: %v", role.Name, route.Permission, rep.Error)
+				case allowed && rep.Error != nil:
+					t.Fatalf("%s: %v", role.Name, rep.Error)
+				case !allowed && (rep.Error == nil || rep.Error.Code != mesh.CodeForbidden):
+					t.Fatalf("%s lacks %s but got %+v", role.Name, route.Permission, rep)
+				case !allowed:
+					if after := digest(t, s, owner, r.ID, vr.ID); after != before {
+						t.Fatalf("a refused %s changed the store:\n%s\n%s", route.Op, before, after)
+					}
+				}
+			})
+		}
+	}
+}
+
+// The WebSocket events that run an operation name the same permission as its route.
+func TestWebSocketEventsShareRoutePermissions(t *testing.T) {
+	byOp := map[string]string{}
+	for _, r := range mesh.Routes {
+		byOp[r.Op] = r.Permission
+	}
+	for _, e := range mesh.WSEvents {
+		if e.Service != mesh.ServiceAPI || e.Op == mesh.OpSessionOpen {
+			continue
+		}
+		if p, ok := byOp[e.Op]; !ok || p != e.Permission {
+			t.Errorf("event %s runs %s with permission %q; its route names %q", e.Type, e.Op, e.Permission, p)
+		}
+	}
+}
+
+func register(t *testing.T, s *Service, email string) *mesh.Actor {
+	t.Helper()
+	r := do(t, s, mesh.OpAuthRegister, "a", map[string]string{"email": email, "password": "password-1", "displayName": email})
+	if r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	var sess struct {
+		Participant mesh.Participant `json:"participant"`
+	}
+	_ = json.Unmarshal(r.Result, &sess)
+	return &mesh.Actor{ID: sess.Participant.ID, TokenID: ulid.Make().String()}
+}
+
+func cmd(op string, a *mesh.Actor, params map[string]string, body string) *mesh.Command {
+	c := &mesh.Command{ID: ulid.Make().String(), Op: op, Actor: a, Args: mesh.Request{Params: params}}
+	if body != "" {
+		c.Args.Body = []byte(body)
+	}
+	return c
+}
+
+// requestFor is a valid request for op on the fixtures.
+func requestFor(op, room, victimRoom, message, target string) (map[string]string, string) {
+	switch op {
+	case mesh.OpRoomsCreate:
+		return nil, `{"name":"new"}`
+	case mesh.OpRoomsUpdate:
+		return map[string]string{"roomId": room}, `{"topic":"changed"}`
+	case mesh.OpRoomsDelete:
+		return map[string]string{"roomId": victimRoom}, ""
+	case mesh.OpRoomsJoin:
+		return map[string]string{"roomId": room}, ""
+	case mesh.OpMessagesSend:
+		return map[string]string{"roomId": room}, `{"content":"hello"}`
+	case mesh.OpReactionsAdd:
+		return map[string]string{"messageId": message}, `{"emoji":"🎉"}`
+	case mesh.OpReactionsDel:
+		return map[string]string{"messageId": message, "emoji": "👍"}, ""
+	case mesh.OpRoomsKick:
+		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q}`, target)
+	case mesh.OpRoomsMute:
+		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q,"durationSeconds":60}`, target)
+	default:
+		return map[string]string{"roomId": room, "messageId": message}, ""
+	}
+}
+
+// digest is what a refused call must leave as it was.
+func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	all, err := s.store.ListRooms(ctx, store.RoomQuery{Viewer: owner.ID, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(all)
+	for _, r := range rooms {
+		members, _ := s.store.Members(ctx, r)
+		msgs, _ := s.store.ListMessages(ctx, store.MessageQuery{RoomID: r, Viewer: owner.ID, Limit: 200})
+		m1, _ := json.Marshal(members)
+		m2, _ := json.Marshal(msgs)
+		out = append(append(out, m1...), m2...)
+	}
+	return string(out)
+}
