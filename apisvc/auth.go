@@ -158,7 +158,7 @@ func (s *Service) register(ctx context.Context, c *call) (any, error) {
 	if r, ok, err := s.store.Setting(ctx, settingDefaultRole); err != nil {
 		return nil, err
 	} else if ok && r != mesh.RoleOwner {
-		if _, known := s.roles.Role(r); known {
+		if _, known := s.resolver(ctx).Role(r); known {
 			acc.Role = r
 		}
 	}
@@ -258,7 +258,7 @@ func (s *Service) participantGet(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.view(acc, acc.ID == c.actor.ID || s.allowed(c.actor, rbac.ManageMembers)), nil
+	return s.view(acc, acc.ID == c.actor.ID || s.allowed(ctx, c.actor, rbac.ManageMembers)), nil
 }
 
 // sessionOpen authenticates a WebSocket and gathers what its snapshot needs from the store.
@@ -303,16 +303,4 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 		res.Participants = append(res.Participants, s.view(a, false))
 	}
 	return res, nil
-}
-
-func (s *Service) permissionsList(ctx context.Context, c *call) (any, error) {
-	return map[string]any{"items": rbac.All}, nil
-}
-
-// rolesList answers the roles, highest priority first (the built-in ones; custom roles come
-// with role management).
-func (s *Service) rolesList(ctx context.Context, c *call) (any, error) {
-	roles := rbac.Builtins()
-	rbac.SortByPriority(roles)
-	return map[string]any{"items": roles}, nil
 }

@@ -128,7 +128,7 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		m.ThreadID = in.ThreadID
 	}
 	if in.To != nil && *in.To != "" {
-		if !s.allowed(c.actor, rbac.SendWhispers) {
+		if !s.allowed(ctx, c.actor, rbac.SendWhispers) {
 			return nil, mesh.Errorf(mesh.CodeForbidden, "your role may not send_whispers")
 		}
 		if *in.To == c.actor.ID {
@@ -173,11 +173,11 @@ func (s *Service) ownMessage(ctx context.Context, c *call) (mesh.Message, error)
 	if m.AuthorID == c.actor.ID {
 		return m, nil
 	}
-	if !s.allowed(c.actor, rbac.ManageMessages) {
+	if !s.allowed(ctx, c.actor, rbac.ManageMessages) {
 		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "only the author may change this message")
 	}
 	author, err := s.store.ParticipantByID(ctx, m.AuthorID)
-	if err == nil && !rbac.Outranks(s.roles, c.actor.Role, author.Role) {
+	if err == nil && !rbac.Outranks(s.resolver(ctx), c.actor.Role, author.Role) {
 		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "you need a higher role than the author's")
 	}
 	return m, nil

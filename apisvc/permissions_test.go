@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -65,10 +67,21 @@ func TestEveryRouteAsEveryRole(t *testing.T) {
 				_, _ = s.store.AddMember(ctx, vr.ID, actor.ID)
 				_, _ = s.store.AddMember(ctx, vr.ID, target.ID)
 
+				// A custom role of low priority, for the role routes.
+				custom := "low-" + strings.ToLower(ulid.Make().String()[20:])
+				if _, err := s.store.CreateRole(ctx, store.Role{Name: custom, Priority: 10, CreatedBy: owner.ID, CreatedAt: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
 				params, body := requestFor(route.Op, r.ID, vr.ID, m.ID, target.ID)
+				switch route.Op {
+				case mesh.OpRolesUpdate, mesh.OpRolesDelete:
+					params = map[string]string{"name": custom}
+				case mesh.OpRolesCreate:
+					body = fmt.Sprintf(`{"name":"new-%s","priority":5,"permissions":["view_rooms"]}`, custom)
+				}
 				before := digest(t, s, owner, r.ID, vr.ID)
 				rep := s.Handle(ctx, cmd(route.Op, actor, params, body))
-				allowed := rbac.Allowed(s.roles, role.Name, rbac.Permission(route.Permission))
+				allowed := rbac.Allowed(s.resolver(ctx), role.Name, rbac.Permission(route.Permission))
 				switch {
 				case allowed && rep.Error != nil && rep.Error.Code == mesh.CodeForbidden:
 					t.Fatalf("%s holds %s but was refused: %v", role.Name, route.Permission, rep.Error)
@@ -144,6 +157,10 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q}`, target)
 	case mesh.OpRoomsMute:
 		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q,"durationSeconds":60}`, target)
+	case mesh.OpRolesUpdate:
+		return nil, `{"priority":20}`
+	case mesh.OpRoleAssign:
+		return map[string]string{"participantId": target}, `{"role":"agent"}`
 	default:
 		return map[string]string{"roomId": room, "messageId": message}, ""
 	}
@@ -158,6 +175,12 @@ func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string
 		t.Fatal(err)
 	}
 	out, _ := json.Marshal(all)
+	roles, _ := s.store.ListRoles(ctx)
+	r0, _ := json.Marshal(roles)
+	out = append(out, r0...)
+	if n, err := s.store.CountByRole(ctx, mesh.RoleSpectator); err == nil {
+		out = fmt.Appendf(out, "spectators=%d", n)
+	}
 	for _, r := range rooms {
 		members, _ := s.store.Members(ctx, r)
 		msgs, _ := s.store.ListMessages(ctx, store.MessageQuery{RoomID: r, Viewer: owner.ID, Limit: 200})

@@ -75,7 +75,7 @@ func (s *Service) roomsCreate(ctx context.Context, c *call) (any, error) {
 		}
 	}
 	private := in.Private != nil && *in.Private
-	if private && !s.allowed(c.actor, rbac.CreatePrivate) {
+	if private && !s.allowed(ctx, c.actor, rbac.CreatePrivate) {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "your role may not create_private_rooms")
 	}
 	id := c.entityID()
@@ -136,7 +136,7 @@ func (s *Service) roomsUpdate(ctx context.Context, c *call) (any, error) {
 		return nil, mesh.Errorf(mesh.CodeBadRequest, "a room's privacy cannot change")
 	}
 	if in.Archived != nil {
-		if !s.allowed(c.actor, rbac.ArchiveRooms) {
+		if !s.allowed(ctx, c.actor, rbac.ArchiveRooms) {
 			return nil, mesh.Errorf(mesh.CodeForbidden, "your role may not archive_rooms")
 		}
 		u.Archived = in.Archived
@@ -253,7 +253,7 @@ func (s *Service) roomsMembers(ctx context.Context, c *call) (any, error) {
 	for _, a := range accs {
 		byID[a.ID] = a
 	}
-	seeEmails := s.allowed(c.actor, rbac.ManageMembers)
+	seeEmails := s.allowed(ctx, c.actor, rbac.ManageMembers)
 	for _, m := range ids {
 		if a, ok := byID[m]; ok {
 			out.Items = append(out.Items, s.view(a, seeEmails || a.ID == c.actor.ID))
@@ -275,7 +275,7 @@ func (s *Service) target(ctx context.Context, c *call, room, id string) (store.A
 	if err != nil {
 		return store.Account{}, err
 	}
-	if !rbac.Outranks(s.roles, c.actor.Role, t.Role) {
+	if !rbac.Outranks(s.resolver(ctx), c.actor.Role, t.Role) {
 		return store.Account{}, mesh.Errorf(mesh.CodeForbidden, "you need a higher role than %s's", t.DisplayName)
 	}
 	member, err := s.store.IsMember(ctx, room, id)
@@ -363,7 +363,7 @@ func (s *Service) mute(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	for _, a := range accs {
-		if a.ID != t.ID && rbac.Allowed(s.roles, a.Role, rbac.MuteMembers) {
+		if a.ID != t.ID && rbac.Allowed(s.resolver(ctx), a.Role, rbac.MuteMembers) {
 			only = append(only, a.ID)
 		}
 	}

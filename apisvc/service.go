@@ -94,7 +94,6 @@ type Service struct {
 	store   store.Store
 	log     *slog.Logger
 	tokens  *auth.Tokens
-	roles   rbac.Resolver
 	ops     map[string]op
 	limits  *limiters
 	online  *presence
@@ -144,7 +143,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store:   deps.Store,
 		log:     log.With("service", "api"),
 		tokens:  tokens,
-		roles:   rbac.BuiltinResolver{},
 		limits:  newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute),
 		online:  newPresence(),
 		metrics: newMetrics(deps.Metrics),
@@ -231,7 +229,7 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 			return reply
 		}
 		c.actor = &a
-		if p := o.route.Permission; p != "" && !s.allowed(c.actor, rbac.Permission(p)) {
+		if p := o.route.Permission; p != "" && !s.allowed(ctx, c.actor, rbac.Permission(p)) {
 			reply.Error = mesh.Errorf(mesh.CodeForbidden, "your role may not %s", p)
 			return reply
 		}
@@ -329,8 +327,39 @@ func (s *Service) authenticate(ctx context.Context, a *mesh.Actor) (store.Accoun
 	return acc, nil
 }
 
-func (s *Service) allowed(a *store.Account, p rbac.Permission) bool {
-	return rbac.Allowed(s.roles, a.Role, p)
+func (s *Service) allowed(ctx context.Context, a *store.Account, p rbac.Permission) bool {
+	return rbac.Allowed(s.resolver(ctx), a.Role, p)
+}
+
+// resolver finds roles: the built-in ones, then the mesh's custom roles in the store (read
+// each time: a change of role takes effect at once).
+func (s *Service) resolver(ctx context.Context) rbac.Resolver {
+	return storeRoles{ctx: ctx, st: s.store}
+}
+
+type storeRoles struct {
+	ctx context.Context
+	st  store.Store
+}
+
+func (r storeRoles) Role(name string) (rbac.Role, bool) {
+	if b, ok := rbac.Builtin(name); ok {
+		return b, true
+	}
+	c, err := r.st.RoleByName(r.ctx, name)
+	if err != nil {
+		return rbac.Role{}, false
+	}
+	return customRole(c), true
+}
+
+// customRole is a stored role as rbac sees it.
+func customRole(c store.Role) rbac.Role {
+	ps := make([]rbac.Permission, len(c.Permissions))
+	for i, p := range c.Permissions {
+		ps[i] = rbac.Permission(p)
+	}
+	return rbac.Role{Name: c.Name, Priority: c.Priority, Permissions: ps}
 }
 
 func (s *Service) operations() (map[string]op, error) {
@@ -347,6 +376,10 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpParticipantGet: {s.participantGet, 0},
 		mesh.OpPermissionsGet: {s.permissionsList, 0},
 		mesh.OpRolesList:      {s.rolesList, 0},
+		mesh.OpRolesCreate:    {s.rolesCreate, 201},
+		mesh.OpRolesUpdate:    {s.rolesUpdate, 0},
+		mesh.OpRolesDelete:    {s.rolesDelete, 204},
+		mesh.OpRoleAssign:     {s.assignRole, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

@@ -551,6 +551,16 @@ func testModeration(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	if e := w2.Request(t, M{"type": "send_message", "roomId": room, "content": "still here?"}); e["code"] != "forbidden" {
 		t.Fatalf("kicked participant sends: %v", e)
 	}
+	// A member demoted to spectator cannot send one more message on the socket it has.
+	c.Must(t, 200, "PUT", "/api/participants/"+m1.ID+"/role", owner.Token, M{"role": "spectator"})
+	if rc := w1.Expect(t, "role_changed"); rc["role"] != "spectator" {
+		t.Fatalf("role_changed = %v", rc)
+	}
+	if e := w1.Request(t, M{"type": "send_message", "roomId": room, "content": "still a member?"}); e["code"] != "forbidden" {
+		t.Fatalf("demoted member sends: %v", e)
+	}
+	c.Must(t, 200, "PUT", "/api/participants/"+m1.ID+"/role", owner.Token, M{"role": "member"})
+	w1.Ack(t, M{"type": "send_message", "roomId": room, "content": "member again"})
 	// join_room / leave_room over WebSocket.
 	w2.Ack(t, M{"type": "join_room", "roomId": room})
 	if j := w2.Expect(t, "participant_joined"); j["participant"].(M)["id"] != m2.ID {

@@ -44,6 +44,10 @@ const (
 	OpParticipantGet = "participants.get"
 	OpPermissionsGet = "permissions.list"
 	OpRolesList      = "roles.list"
+	OpRolesCreate    = "roles.create"
+	OpRolesUpdate    = "roles.update"
+	OpRolesDelete    = "roles.delete"
+	OpRoleAssign     = "participants.role"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -59,6 +63,10 @@ var Routes = []Route{
 	{"GET", "/api/participants/{participantId}", OpParticipantGet, true, "", false, "A participant"},
 	{"GET", "/api/permissions", OpPermissionsGet, true, "", false, "The 34 permissions, by category"},
 	{"GET", "/api/roles", OpRolesList, true, "", false, "The roles, highest priority first"},
+	{"POST", "/api/roles", OpRolesCreate, true, "manage_roles", true, "Create a custom role (its priority below yours, only permissions you hold)"},
+	{"PATCH", "/api/roles/{name}", OpRolesUpdate, true, "manage_roles", true, "Change a custom role's priority or permissions"},
+	{"DELETE", "/api/roles/{name}", OpRolesDelete, true, "manage_roles", true, "Delete a custom role nobody holds (built-in roles cannot be deleted)"},
+	{"PUT", "/api/participants/{participantId}/role", OpRoleAssign, true, "assign_roles", true, "Give a participant a role"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
 	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},

@@ -207,8 +207,43 @@ type Idempotency interface {
 	Result(ctx context.Context, scope, key string) ([]byte, bool, error)
 }
 
+// Role is a custom role as stored (the built-in roles are pkg/rbac's, never stored).
+// CreatedAt is stored at millisecond precision, and read back in UTC.
+type Role struct {
+	Name        string
+	Priority    int
+	Permissions []string // in the order given; read back never nil (none is an empty slice)
+	CreatedBy   string
+	CreatedAt   time.Time
+}
+
+// RoleUpdate changes the fields that are not nil.
+type RoleUpdate struct {
+	Priority    *int
+	Permissions *[]string
+}
+
+// Roles are the mesh's custom roles.
+type Roles interface {
+	// CreateRole stores r. A taken name is CodeConflict.
+	CreateRole(ctx context.Context, r Role) (Role, error)
+	// RoleByName is CodeNotFound for an unknown name.
+	RoleByName(ctx context.Context, name string) (Role, error)
+	// ListRoles lists the custom roles by name.
+	ListRoles(ctx context.Context) ([]Role, error)
+	// UpdateRole returns the role as stored; CodeNotFound for an unknown name.
+	UpdateRole(ctx context.Context, name string, u RoleUpdate) (Role, error)
+	// DeleteRole removes the role; CodeNotFound for an unknown name. Participants holding it
+	// keep the name (the caller decides what they become first).
+	DeleteRole(ctx context.Context, name string) error
+	// CountByRole counts the participants (deactivated and banned included) whose role is
+	// role.
+	CountByRole(ctx context.Context, role string) (int, error)
+}
+
 // Store is every aggregate, over one database.
 type Store interface {
+	Roles
 	Participants
 	Rooms
 	Messages

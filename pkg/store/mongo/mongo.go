@@ -23,6 +23,7 @@
 //     the id for none.
 //   - Memberships, reactions, mutes, settings, idempotent results: one document each, under a
 //     unique _id built from what identifies it (see idKey).
+//   - A custom role's name: the role's _id.
 //
 // Deletion without transactions: a room has a key, random and new each time a room is
 // created, and everything in the room (memberships, mutes, messages, reactions) is stored
@@ -85,7 +86,7 @@ type Store struct {
 	db     *mongodb.Database
 
 	participants, rooms, memberships, mutes, messages, deletions, reactions,
-	tokens, settings, idempotency *mongodb.Collection
+	tokens, settings, idempotency, roles *mongodb.Collection
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -116,6 +117,7 @@ const (
 	collTokens       = "revokedTokens"
 	collSettings     = "settings"
 	collIdempotency  = "idempotency"
+	collRoles        = "roles"
 )
 
 // Open connects to the MongoDB deployment at uri (a "mongodb://" or "mongodb+srv://"
@@ -163,6 +165,7 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		tokens:       db.Collection(collTokens),
 		settings:     db.Collection(collSettings),
 		idempotency:  db.Collection(collIdempotency),
+		roles:        db.Collection(collRoles),
 
 		now:           opts.Now,
 		purgeInterval: opts.PurgeInterval,

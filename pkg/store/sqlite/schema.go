@@ -18,6 +18,7 @@ type migration struct {
 // migrations is the schema's history, oldest first. To change the schema, append.
 var migrations = []migration{
 	{version: 1, name: "initial schema", sql: schemaV1},
+	{version: 2, name: "custom roles", sql: schemaV2},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -119,6 +120,18 @@ CREATE TABLE idempotency (
 	result     BLOB NOT NULL,
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (scope, key)
+) STRICT, WITHOUT ROWID;
+`
+
+// schemaV2 adds the custom roles. roles.permissions is a JSON array of strings, in the order
+// given ("[]" for none).
+const schemaV2 = `
+CREATE TABLE roles (
+	name        TEXT PRIMARY KEY,
+	priority    INTEGER NOT NULL,
+	permissions TEXT NOT NULL DEFAULT '[]',
+	created_by  TEXT NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `
 

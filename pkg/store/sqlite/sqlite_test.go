@@ -112,6 +112,15 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
+// versions is 1, 2, ..., n.
+func versions(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
 // appliedVersions reads schema_migrations.
 func appliedVersions(t *testing.T, s *Store) []int {
 	t.Helper()
@@ -142,8 +151,8 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appliedVersions(t, s); !slices.Equal(got, []int{1}) {
-			t.Errorf("applied versions = %v, want [1]", got)
+		if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+			t.Errorf("applied versions = %v, want %v", got, want)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -160,7 +169,7 @@ func TestMigrations(t *testing.T) {
 	}
 	s.Close()
 	next := append(slices.Clone(migrations), migration{
-		version: 2, name: "test column",
+		version: len(migrations) + 1, name: "test column",
 		sql: `ALTER TABLE settings ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated';
 			CREATE INDEX settings_note ON settings (note);`,
 	})
@@ -169,8 +178,8 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open with migration 2: %v", err)
 		}
-		if got := appliedVersions(t, s); !slices.Equal(got, []int{1, 2}) {
-			t.Errorf("applied versions = %v, want [1 2]", got)
+		if got, want := appliedVersions(t, s), versions(len(next)); !slices.Equal(got, want) {
+			t.Errorf("applied versions = %v, want %v", got, want)
 		}
 		var note, value string
 		if err := s.r.QueryRowContext(ctx, `SELECT value, note FROM settings WHERE key = 'k'`).Scan(&value, &note); err != nil ||
@@ -191,7 +200,7 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "mesh.db")
 	bad := append(slices.Clone(migrations), migration{
-		version: 2, name: "half broken",
+		version: len(migrations) + 1, name: "half broken",
 		sql: `CREATE TABLE extra (id INTEGER PRIMARY KEY); SELECT * FROM no_such_table;`,
 	})
 	if s, err := open(ctx, path, Options{}, bad); err == nil {
@@ -199,8 +208,8 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 		t.Fatal("open with a failing migration succeeded")
 	}
 	s := openTest(t, path, Options{})
-	if got := appliedVersions(t, s); !slices.Equal(got, []int{1}) {
-		t.Errorf("applied versions = %v, want [1]", got)
+	if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
 	}
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE name = 'extra'`).Scan(&n); err != nil || n != 0 {
@@ -245,8 +254,8 @@ func TestConcurrentOpen(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if got := appliedVersions(t, stores[0]); !slices.Equal(got, []int{1}) {
-		t.Errorf("applied versions = %v, want [1]", got)
+	if got, want := appliedVersions(t, stores[0]), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
 	}
 	if _, err := stores[0].CreateRoom(ctx, mesh.Room{ID: "r1", Name: "r", CreatedBy: "a", CreatedAt: mesh.Now()}); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Tokens", tokenTests},
 		{"Settings", settingTests},
 		{"Idempotency", idempotencyTests},
+		{"Roles", roleTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {
