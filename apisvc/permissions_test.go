@@ -161,6 +161,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return nil, `{"priority":20}`
 	case mesh.OpRoleAssign:
 		return map[string]string{"participantId": target}, `{"role":"agent"}`
+	case mesh.OpBan, mesh.OpUnban, mesh.OpDeactivate, mesh.OpReactivate:
+		return map[string]string{"participantId": target}, ""
 	default:
 		return map[string]string{"roomId": room, "messageId": message}, ""
 	}
@@ -178,8 +180,10 @@ func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string
 	roles, _ := s.store.ListRoles(ctx)
 	r0, _ := json.Marshal(roles)
 	out = append(out, r0...)
-	if n, err := s.store.CountByRole(ctx, mesh.RoleSpectator); err == nil {
-		out = fmt.Appendf(out, "spectators=%d", n)
+	// Every account as stored: roles, bans, deactivations.
+	accs, _ := s.store.ListParticipants(ctx, "", 1000)
+	for _, a := range accs {
+		out = fmt.Appendf(out, "%s:%s:%v:%v;", a.ID, a.Role, a.Banned, a.Deactivated)
 	}
 	for _, r := range rooms {
 		members, _ := s.store.Members(ctx, r)

@@ -43,6 +43,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("presence typing positions", func(t *testing.T) { testLive(t, c, m) })
 	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m, owner) })
 	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m) })
+	t.Run("ban and deactivate", func(t *testing.T) { testBan(t, c, m, owner) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.
@@ -630,3 +631,48 @@ func testConcurrentSeq(t *testing.T, c *mt.Client, m *mesh) {
 }
 
 var _ = http.StatusOK
+
+func testBan(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
+	u := c.Register(t, "Troll")
+	w, _ := mt.Connect(t, m.gw(), u.Token)
+	// A member cannot ban; the owner can, and the banned participant's sockets close.
+	if r := c.Do(t, "POST", "/api/participants/"+owner.ID+"/ban", u.Token, nil); r.Status != 403 {
+		t.Fatalf("member bans the owner: %d", r.Status)
+	}
+	if p := c.Must(t, 200, "POST", "/api/participants/"+u.ID+"/ban", owner.Token, nil); p["id"] != u.ID {
+		t.Fatalf("ban = %v", p)
+	}
+	if code := w.WaitClosed(t, 5*time.Second); code != 4003 {
+		t.Fatalf("banned participant's socket closed with %d, want 4003", code)
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"}); r.Status != 403 || r.ErrorCode() != "banned" {
+		t.Fatalf("banned login: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "GET", "/api/auth/me", u.Token, nil); r.Status != 403 {
+		t.Fatalf("banned token on REST: %d", r.Status)
+	}
+	ws := mt.DialWS(t, m.gw())
+	if e := ws.Request(t, M{"type": "authenticate", "token": u.Token}); e["code"] != "banned" {
+		t.Fatalf("banned participant connects: %v", e)
+	}
+	c.Must(t, 200, "DELETE", "/api/participants/"+u.ID+"/ban", owner.Token, nil)
+	c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})
+	// Deactivation likewise keeps the account out.
+	c.Must(t, 200, "POST", "/api/participants/"+u.ID+"/deactivate", owner.Token, nil)
+	if r := c.Do(t, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"}); r.Status != 401 {
+		t.Fatalf("deactivated login: %d", r.Status)
+	}
+	c.Must(t, 200, "POST", "/api/participants/"+u.ID+"/reactivate", owner.Token, nil)
+	c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})
+	// The list of participants: emails only for manage_members.
+	list := c.Must(t, 200, "GET", "/api/participants?limit=200", u.Token, nil)["items"].([]any)
+	for _, p := range list {
+		if _, has := p.(M)["email"]; has && p.(M)["id"] != u.ID {
+			t.Fatalf("a member sees another's email: %v", p)
+		}
+	}
+	full := c.Must(t, 200, "GET", "/api/participants?limit=200", owner.Token, nil)["items"].([]any)
+	if len(full) != len(list) || full[0].(M)["email"] == nil {
+		t.Fatalf("owner's list: %d items, first %v", len(full), full[0])
+	}
+}

@@ -48,6 +48,11 @@ const (
 	OpRolesUpdate    = "roles.update"
 	OpRolesDelete    = "roles.delete"
 	OpRoleAssign     = "participants.role"
+	OpParticipants   = "participants.list"
+	OpBan            = "participants.ban"
+	OpUnban          = "participants.unban"
+	OpDeactivate     = "participants.deactivate"
+	OpReactivate     = "participants.reactivate"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -67,6 +72,11 @@ var Routes = []Route{
 	{"PATCH", "/api/roles/{name}", OpRolesUpdate, true, "manage_roles", true, "Change a custom role's priority or permissions"},
 	{"DELETE", "/api/roles/{name}", OpRolesDelete, true, "manage_roles", true, "Delete a custom role nobody holds (built-in roles cannot be deleted)"},
 	{"PUT", "/api/participants/{participantId}/role", OpRoleAssign, true, "assign_roles", true, "Give a participant a role"},
+	{"GET", "/api/participants", OpParticipants, true, "view_members", false, "The mesh's participants (emails to manage_members holders)"},
+	{"POST", "/api/participants/{participantId}/ban", OpBan, true, "ban_members", true, "Ban a participant: no login, no connection, its sockets close"},
+	{"DELETE", "/api/participants/{participantId}/ban", OpUnban, true, "ban_members", true, "Lift a ban"},
+	{"POST", "/api/participants/{participantId}/deactivate", OpDeactivate, true, "manage_members", true, "Deactivate a participant's account"},
+	{"POST", "/api/participants/{participantId}/reactivate", OpReactivate, true, "manage_members", true, "Reactivate a participant's account"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
 	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},

@@ -57,6 +57,9 @@ type Participants interface {
 	// ParticipantsByIDs returns the accounts that exist among ids, in no particular order.
 	ParticipantsByIDs(ctx context.Context, ids []string) ([]Account, error)
 	CountParticipants(ctx context.Context) (int, error)
+	// ListParticipants lists accounts ordered by id, after the cursor after (an id; empty for
+	// the start), at most limit (0 means mesh.DefaultListLimit).
+	ListParticipants(ctx context.Context, after string, limit int) ([]Account, error)
 	// UpdateParticipant returns the account as stored; CodeNotFound for an unknown id.
 	UpdateParticipant(ctx context.Context, id string, u ParticipantUpdate) (Account, error)
 }

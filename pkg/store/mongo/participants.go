@@ -227,3 +227,20 @@ func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.Partic
 	}
 	return d.account(), nil
 }
+
+// ListParticipants lists accounts by id after the cursor (served by the _id index).
+func (s *Store) ListParticipants(ctx context.Context, after string, limit int) ([]store.Account, error) {
+	if limit <= 0 {
+		limit = mesh.DefaultListLimit
+	}
+	docs, err := findAll[participantDoc](ctx, s.participants, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, wrap("list participants", err)
+	}
+	out := make([]store.Account, len(docs))
+	for i := range docs {
+		out[i] = docs[i].account()
+	}
+	return out, nil
+}

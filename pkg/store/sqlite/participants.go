@@ -156,3 +156,25 @@ func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.Partic
 	}
 	return a, nil
 }
+
+// ListParticipants lists accounts by id after the cursor.
+func (s *Store) ListParticipants(ctx context.Context, after string, limit int) ([]store.Account, error) {
+	if limit <= 0 {
+		limit = mesh.DefaultListLimit
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+participantCols+` FROM participants
+		WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, wrap("list participants", err)
+	}
+	defer rows.Close()
+	out := []store.Account{}
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, wrap("list participants", err)
+		}
+		out = append(out, a)
+	}
+	return out, wrap("list participants", rows.Err())
+}

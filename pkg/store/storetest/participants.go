@@ -10,6 +10,7 @@ import (
 )
 
 var participantTests = []test{
+	{name: "List", fn: participantList},
 	{name: "CreateAndRead", fn: participantCreateAndRead},
 	{name: "EmailCaseInsensitive", fn: participantEmailCaseInsensitive},
 	{name: "EmailTaken", fn: participantEmailTaken},
@@ -337,5 +338,38 @@ func participantConcurrentSameEmail(t *testing.T, s store.Store) {
 	}
 	if n, err := s.CountParticipants(ctx); err != nil || n != Rounds {
 		t.Errorf("CountParticipants = %d, %v; want %d", n, err, Rounds)
+	}
+}
+
+// ListParticipants pages through every account in id order.
+func participantList(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	want := []string{"p1", "p2", "p3", "p4", "p5"}
+	for _, id := range []string{"p3", "p1", "p5", "p2", "p4"} {
+		createParticipant(t, s, account(id, id+"@example.com"), store.AnyOrder)
+	}
+	var got []string
+	after := ""
+	for range 10 {
+		page, err := s.ListParticipants(ctx, after, 2)
+		if err != nil {
+			t.Fatalf("ListParticipants: %v", err)
+		}
+		if len(page) > 2 {
+			t.Fatalf("page of %d, limit 2", len(page))
+		}
+		for _, a := range page {
+			got = append(got, a.ID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	if all, err := s.ListParticipants(ctx, "", 0); err != nil || len(all) != 5 || all[0].Email != "p1@example.com" {
+		t.Fatalf("ListParticipants with the default limit = %d, %v", len(all), err)
 	}
 }
