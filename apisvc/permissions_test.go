@@ -161,6 +161,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return nil, `{"priority":20}`
 	case mesh.OpRoleAssign:
 		return map[string]string{"participantId": target}, `{"role":"agent"}`
+	case mesh.OpSettingsUpdate:
+		return nil, `{"meshName":"renamed"}`
 	case mesh.OpBan, mesh.OpUnban, mesh.OpDeactivate, mesh.OpReactivate:
 		return map[string]string{"participantId": target}, ""
 	default:
@@ -180,6 +182,8 @@ func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string
 	roles, _ := s.store.ListRoles(ctx)
 	r0, _ := json.Marshal(roles)
 	out = append(out, r0...)
+	name, _, _ := s.store.Setting(ctx, settingMeshName)
+	out = append(out, name...)
 	// Every account as stored: roles, bans, deactivations.
 	accs, _ := s.store.ListParticipants(ctx, "", 1000)
 	for _, a := range accs {

@@ -385,6 +385,8 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpUnban:          {s.banning(false), 0},
 		mesh.OpDeactivate:     {s.activation(false), 0},
 		mesh.OpReactivate:     {s.activation(true), 0},
+		mesh.OpSettingsGet:    {s.settingsGet, 0},
+		mesh.OpSettingsUpdate: {s.settingsUpdate, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

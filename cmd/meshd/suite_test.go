@@ -44,6 +44,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("kick and mute", func(t *testing.T) { testModeration(t, c, m, owner) })
 	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m) })
 	t.Run("ban and deactivate", func(t *testing.T) { testBan(t, c, m, owner) })
+	t.Run("settings", func(t *testing.T) { testSettings(t, c, owner) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.
@@ -675,4 +676,28 @@ func testBan(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	if len(full) != len(list) || full[0].(M)["email"] == nil {
 		t.Fatalf("owner's list: %d items, first %v", len(full), full[0])
 	}
+}
+
+func testSettings(t *testing.T, c *mt.Client, owner mt.User) {
+	u := c.Register(t, "Plain")
+	if r := c.Do(t, "PATCH", "/api/settings", u.Token, M{"registrationOpen": false}); r.Status != 403 {
+		t.Fatalf("member changes settings: %d", r.Status)
+	}
+	got := c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"registrationOpen": false, "defaultRole": "spectator"})
+	if got["registrationOpen"] != false || got["defaultRole"] != "spectator" || got["meshName"] != "Test Mesh" {
+		t.Fatalf("settings = %v", got)
+	}
+	r := c.Do(t, "POST", "/api/auth/register", "", M{"email": "late@example.com", "password": "password-123", "displayName": "Late"})
+	if r.Status != 403 || r.ErrorCode() != "registration_closed" {
+		t.Fatalf("register while closed: %d %s", r.Status, r.Body)
+	}
+	c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"registrationOpen": true})
+	if p := c.Register(t, "Newcomer"); p.ID == "" {
+		t.Fatal("no registration after reopening")
+	}
+	me := c.Must(t, 200, "GET", "/api/auth/me", c.Register(t, "Watcher").Token, nil)
+	if me["role"] != "spectator" {
+		t.Fatalf("a newcomer's role = %v, want the default spectator", me["role"])
+	}
+	c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"defaultRole": "member"})
 }

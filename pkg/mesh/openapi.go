@@ -31,6 +31,8 @@ var opDocs = map[string]opDoc{
 	OpUnban:          {"", "Participant", nil},
 	OpDeactivate:     {"", "Participant", nil},
 	OpReactivate:     {"", "Participant", nil},
+	OpSettingsGet:    {"", "Settings", nil},
+	OpSettingsUpdate: {"SettingsUpdate", "Settings", nil},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -212,8 +214,11 @@ func schemas() map[string]any {
 		"RoleList":       obj([]string{"items"}, map[string]any{"items": map[string]any{"type": "array", "items": ref("Role")}}),
 		"RoleCreate": obj([]string{"name", "priority"}, map[string]any{"name": map[string]any{"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
 			"priority": integer, "permissions": map[string]any{"type": "array", "items": str}}),
-		"RoleUpdate":      obj(nil, map[string]any{"priority": integer, "permissions": map[string]any{"type": "array", "items": str}}),
-		"RoleAssign":      obj([]string{"role"}, map[string]any{"role": str}),
+		"RoleUpdate": obj(nil, map[string]any{"priority": integer, "permissions": map[string]any{"type": "array", "items": str}}),
+		"RoleAssign": obj([]string{"role"}, map[string]any{"role": str}),
+		"Settings": obj([]string{"meshName", "registrationOpen", "defaultRole"}, map[string]any{
+			"meshName": str, "registrationOpen": boolean, "defaultRole": str}),
+		"SettingsUpdate":  obj(nil, map[string]any{"meshName": str, "registrationOpen": boolean, "defaultRole": str}),
 		"ParticipantList": listOf("Participant"),
 		"MessageList":     listOf("Message"),
 	}

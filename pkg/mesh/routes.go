@@ -53,6 +53,8 @@ const (
 	OpUnban          = "participants.unban"
 	OpDeactivate     = "participants.deactivate"
 	OpReactivate     = "participants.reactivate"
+	OpSettingsGet    = "settings.get"
+	OpSettingsUpdate = "settings.update"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -77,6 +79,8 @@ var Routes = []Route{
 	{"DELETE", "/api/participants/{participantId}/ban", OpUnban, true, "ban_members", true, "Lift a ban"},
 	{"POST", "/api/participants/{participantId}/deactivate", OpDeactivate, true, "manage_members", true, "Deactivate a participant's account"},
 	{"POST", "/api/participants/{participantId}/reactivate", OpReactivate, true, "manage_members", true, "Reactivate a participant's account"},
+	{"GET", "/api/settings", OpSettingsGet, true, "manage_settings", false, "The mesh's settings"},
+	{"PATCH", "/api/settings", OpSettingsUpdate, true, "manage_settings", true, "Change the mesh's name, whether registration is open, the default role"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
 	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},
