@@ -89,16 +89,18 @@ type Deps struct {
 
 // Service handles the API stream.
 type Service struct {
-	cfg     Config
-	bus     bus.Bus
-	store   store.Store
-	log     *slog.Logger
-	tokens  *auth.Tokens
-	ops     map[string]op
-	limits  *limiters
-	online  *presence
-	metrics *metrics
-	now     func() time.Time
+	cfg    Config
+	bus    bus.Bus
+	store  store.Store
+	log    *slog.Logger
+	tokens *auth.Tokens
+	ops    map[string]op
+	limits *limiters
+	online *presence
+	// auditLog records every mutating action.
+	auditLog *auditLog
+	metrics  *metrics
+	now      func() time.Time
 }
 
 // handler runs one operation. It returns the result to encode (nil for none) or an error.
@@ -138,15 +140,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{
-		cfg:     cfg,
-		bus:     deps.Bus,
-		store:   deps.Store,
-		log:     log.With("service", "api"),
-		tokens:  tokens,
-		limits:  newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute),
-		online:  newPresence(),
-		metrics: newMetrics(deps.Metrics),
-		now:     time.Now,
+		cfg:      cfg,
+		bus:      deps.Bus,
+		store:    deps.Store,
+		log:      log.With("service", "api"),
+		tokens:   tokens,
+		limits:   newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute),
+		online:   newPresence(),
+		auditLog: newAuditLog(deps.Store, log.With("service", "api")),
+		metrics:  newMetrics(deps.Metrics),
+		now:      time.Now,
 	}
 	if s.ops, err = s.operations(); err != nil {
 		return nil, err
@@ -170,6 +173,8 @@ func (s *Service) Run(ctx context.Context) error {
 		_ = sub.Close()
 		wg.Wait()
 	}()
+	s.auditLog.start()
+	defer s.auditLog.stop() // after the consumer: commands in flight are recorded too
 	s.log.Info("api service consuming", "consumer", s.cfg.ConsumerName)
 	err = s.bus.Consume(ctx, mesh.StreamAPI, mesh.GroupAPI, s.cfg.ConsumerName, bus.ConsumeOptions{
 		Concurrency: s.cfg.Concurrency,
@@ -212,13 +217,22 @@ func (s *Service) handleEntry(ctx context.Context, e bus.Entry) error {
 	return nil
 }
 
-// Handle runs one command and returns its reply.
+// Handle runs one command and returns its reply. Mutating commands are written to the audit
+// log, refused ones included (a replay of an Idempotency-Key changes nothing and is not).
 func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
+	c, reply, replayed := s.handle(ctx, cmd)
+	if o, ok := s.ops[cmd.Op]; ok && o.route.Mutating && !replayed && c != nil {
+		s.audit(c, reply)
+	}
+	return reply
+}
+
+func (s *Service) handle(ctx context.Context, cmd *mesh.Command) (*call, mesh.Reply, bool) {
 	reply := mesh.Reply{ID: cmd.ID}
 	o, ok := s.ops[cmd.Op]
 	if !ok {
 		reply.Error = mesh.Errorf(mesh.CodeBadRequest, "unknown operation %q", cmd.Op)
-		return reply
+		return nil, reply, false
 	}
 	redelivered, _ := ctx.Value(redeliveryKey{}).(bool)
 	c := &call{cmd: cmd, req: &cmd.Args, now: s.now().UTC(), redelivered: redelivered}
@@ -226,12 +240,12 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 		a, err := s.authenticate(ctx, cmd.Actor)
 		if err != nil {
 			reply.Error = mesh.AsError(err)
-			return reply
+			return c, reply, false
 		}
 		c.actor = &a
 		if p := o.route.Permission; p != "" && !s.allowed(ctx, c.actor, rbac.Permission(p)) {
 			reply.Error = mesh.Errorf(mesh.CodeForbidden, "your role may not %s", p)
-			return reply
+			return c, reply, false
 		}
 	}
 	// Idempotency-Key: a repeat from the same participant gets the first result.
@@ -240,11 +254,11 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 		idemScope, idemKey = idempotencyScope(c), cmd.Op+" "+cmd.IdempotencyKey
 		if b, found, err := s.store.Result(ctx, idemScope, idemKey); err != nil {
 			reply.Error = s.internal(ctx, cmd.Op, err)
-			return reply
+			return c, reply, false
 		} else if found {
 			if err := json.Unmarshal(b, &reply); err == nil {
 				reply.ID = cmd.ID
-				return reply
+				return c, reply, true
 			}
 		}
 	}
@@ -256,14 +270,14 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 		} else {
 			reply.Error = s.internal(ctx, cmd.Op, err)
 		}
-		return reply
+		return c, reply, false
 	}
 	reply.Status = o.status
 	if res != nil {
 		b, err := json.Marshal(res)
 		if err != nil {
 			reply.Error = s.internal(ctx, cmd.Op, err)
-			return reply
+			return c, reply, false
 		}
 		reply.Result = b
 	}
@@ -274,7 +288,7 @@ func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 			reply.ID = cmd.ID
 		}
 	}
-	return reply
+	return c, reply, false
 }
 
 func idempotencyScope(c *call) string {
@@ -387,6 +401,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpReactivate:     {s.activation(true), 0},
 		mesh.OpSettingsGet:    {s.settingsGet, 0},
 		mesh.OpSettingsUpdate: {s.settingsUpdate, 0},
+		mesh.OpAuditList:      {s.auditList, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

@@ -700,4 +700,26 @@ func testSettings(t *testing.T, c *mt.Client, owner mt.User) {
 		t.Fatalf("a newcomer's role = %v, want the default spectator", me["role"])
 	}
 	c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"defaultRole": "member"})
+
+	// The audit log holds those changes, the refused one too; only its readers see it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		items := c.Must(t, 200, "GET", "/api/audit?action=settings.update&limit=200", owner.Token, nil)["items"].([]any)
+		refused := 0
+		for _, it := range items {
+			if it.(M)["result"] == "forbidden" && it.(M)["actorId"] == u.ID {
+				refused++
+			}
+		}
+		if len(items) >= 4 && refused == 1 {
+			break
+		}
+		if time.Now().After(deadline) { // the log is written in batches, within 50 ms
+			t.Fatalf("audit of settings.update: %d entries, %d refused", len(items), refused)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := c.Do(t, "GET", "/api/audit", u.Token, nil); r.Status != 403 {
+		t.Fatalf("a member reads the audit log: %d", r.Status)
+	}
 }

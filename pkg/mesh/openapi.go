@@ -33,6 +33,7 @@ var opDocs = map[string]opDoc{
 	OpReactivate:     {"", "Participant", nil},
 	OpSettingsGet:    {"", "Settings", nil},
 	OpSettingsUpdate: {"SettingsUpdate", "Settings", nil},
+	OpAuditList:      {"", "AuditList", []string{"actorId", "action", "target", "result", "since", "until", "cursor", "limit"}},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},

@@ -55,6 +55,7 @@ const (
 	OpReactivate     = "participants.reactivate"
 	OpSettingsGet    = "settings.get"
 	OpSettingsUpdate = "settings.update"
+	OpAuditList      = "audit.list"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -80,6 +81,7 @@ var Routes = []Route{
 	{"POST", "/api/participants/{participantId}/deactivate", OpDeactivate, true, "manage_members", true, "Deactivate a participant's account"},
 	{"POST", "/api/participants/{participantId}/reactivate", OpReactivate, true, "manage_members", true, "Reactivate a participant's account"},
 	{"GET", "/api/settings", OpSettingsGet, true, "manage_settings", false, "The mesh's settings"},
+	{"GET", "/api/audit", OpAuditList, true, "view_audit_log", false, "The audit log, newest first: who did what, for whom, with what result"},
 	{"PATCH", "/api/settings", OpSettingsUpdate, true, "manage_settings", true, "Change the mesh's name, whether registration is open, the default role"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},

@@ -244,8 +244,45 @@ type Roles interface {
 	CountByRole(ctx context.Context, role string) (int, error)
 }
 
+// AuditEntry is one action as recorded. Entries are appended and never edited.
+type AuditEntry struct {
+	ID         string    // a ULID: entries sort by it as by time
+	At         time.Time // millisecond precision
+	ActorID    string    // who acted ("" for anonymous actions: registration, login)
+	OnBehalfOf string    // the human at the root of the actor's authority (the actor itself for humans)
+	Action     string    // the operation, such as "messages.send"
+	Target     string    // what it acted on: an id or a name ("" if nothing in particular)
+	Result     string    // "ok" or the error code
+	Addr       string    // the client's address
+}
+
+// AuditQuery selects entries, newest first: those matching every non-empty field, with ID
+// below Before (a cursor: the last ID of the previous page), at most Limit (0 means
+// mesh.DefaultListLimit; capped at mesh.MaxListLimit).
+type AuditQuery struct {
+	ActorID string
+	Action  string
+	Target  string
+	Result  string
+	Since   time.Time // At >= Since when set
+	Until   time.Time // At < Until when set
+	Before  string
+	Limit   int
+}
+
+// Audit is the append-only log of who did what.
+type Audit interface {
+	// AppendAudit appends entries (IDs set by the caller, unique), in one write: all or
+	// nothing on SQLite; on MongoDB (no transactions) a failure part-way keeps the entries
+	// before it.
+	AppendAudit(ctx context.Context, entries []AuditEntry) error
+	// ListAudit lists entries newest first; see AuditQuery.
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
 // Store is every aggregate, over one database.
 type Store interface {
+	Audit
 	Roles
 	Participants
 	Rooms

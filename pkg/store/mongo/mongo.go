@@ -24,6 +24,8 @@
 //   - Memberships, reactions, mutes, settings, idempotent results: one document each, under a
 //     unique _id built from what identifies it (see idKey).
 //   - A custom role's name: the role's _id.
+//   - An audit entry: its id (a ULID, so _id order is time order) is its _id. Entries are only
+//     inserted, never updated.
 //
 // Deletion without transactions: a room has a key, random and new each time a room is
 // created, and everything in the room (memberships, mutes, messages, reactions) is stored
@@ -86,7 +88,7 @@ type Store struct {
 	db     *mongodb.Database
 
 	participants, rooms, memberships, mutes, messages, deletions, reactions,
-	tokens, settings, idempotency, roles *mongodb.Collection
+	tokens, settings, idempotency, roles, audit *mongodb.Collection
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -118,6 +120,7 @@ const (
 	collSettings     = "settings"
 	collIdempotency  = "idempotency"
 	collRoles        = "roles"
+	collAudit        = "audit"
 )
 
 // Open connects to the MongoDB deployment at uri (a "mongodb://" or "mongodb+srv://"
@@ -166,6 +169,7 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		settings:     db.Collection(collSettings),
 		idempotency:  db.Collection(collIdempotency),
 		roles:        db.Collection(collRoles),
+		audit:        db.Collection(collAudit),
 
 		now:           opts.Now,
 		purgeInterval: opts.PurgeInterval,
@@ -208,6 +212,9 @@ var indexes = []index{
 	{collReactions, bson.D{{Key: "m", Value: 1}, {Key: "ord", Value: 1}}, false},
 	{collReactions, bson.D{{Key: "room", Value: 1}}, false},
 	{collTokens, bson.D{{Key: "expires", Value: 1}}, false},
+	{collAudit, bson.D{{Key: "actorId", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{collAudit, bson.D{{Key: "action", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{collAudit, bson.D{{Key: "target", Value: 1}, {Key: "_id", Value: 1}}, false},
 }
 
 // ensureIndexes makes the indexes that are missing; making an existing one again is a no-op,

@@ -220,3 +220,7 @@ func (h *twoStores) SetSettingIfAbsent(ctx context.Context, key, value string) (
 func (h *twoStores) SaveResult(ctx context.Context, scope, key string, result []byte) ([]byte, error) {
 	return h.w().SaveResult(ctx, scope, key, result)
 }
+
+func (h *twoStores) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+	return h.w().AppendAudit(ctx, entries)
+}

@@ -19,6 +19,7 @@ type migration struct {
 var migrations = []migration{
 	{version: 1, name: "initial schema", sql: schemaV1},
 	{version: 2, name: "custom roles", sql: schemaV2},
+	{version: 3, name: "audit log", sql: schemaV3},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -133,6 +134,25 @@ CREATE TABLE roles (
 	created_by  TEXT NOT NULL DEFAULT '',
 	created_at  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+`
+
+// schemaV3 adds the audit log: append-only, one row per entry, its id a ULID (so ids sort as
+// times do, and ORDER BY id DESC is newest first). The indexes serve ListAudit's filters, each
+// with the id order (and the Before cursor) behind it; the others walk the primary key.
+const schemaV3 = `
+CREATE TABLE audit (
+	id           TEXT PRIMARY KEY,
+	at           INTEGER NOT NULL,
+	actor_id     TEXT NOT NULL DEFAULT '',
+	on_behalf_of TEXT NOT NULL DEFAULT '',
+	action       TEXT NOT NULL,
+	target       TEXT NOT NULL DEFAULT '',
+	result       TEXT NOT NULL,
+	addr         TEXT NOT NULL DEFAULT ''
+) STRICT, WITHOUT ROWID;
+CREATE INDEX audit_actor ON audit (actor_id, id);
+CREATE INDEX audit_action ON audit (action, id);
+CREATE INDEX audit_target ON audit (target, id);
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

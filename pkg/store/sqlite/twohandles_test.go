@@ -106,3 +106,7 @@ func (h *twoHandles) SetSettingIfAbsent(ctx context.Context, key, value string) 
 func (h *twoHandles) SaveResult(ctx context.Context, scope, key string, result []byte) ([]byte, error) {
 	return h.w().SaveResult(ctx, scope, key, result)
 }
+
+func (h *twoHandles) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+	return h.w().AppendAudit(ctx, entries)
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Settings", settingTests},
 		{"Idempotency", idempotencyTests},
 		{"Roles", roleTests},
+		{"Audit", auditTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {
