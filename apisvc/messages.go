@@ -125,6 +125,9 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		if root.ThreadID != nil {
 			return nil, mesh.Errorf(mesh.CodeBadRequest, "threadId must be a thread's root message")
 		}
+		if root.Locked && !s.allowed(ctx, c.actor, rbac.LockThreads) {
+			return nil, mesh.Errorf(mesh.CodeForbidden, "the thread is locked")
+		}
 		m.ThreadID = in.ThreadID
 	}
 	if in.To != nil && *in.To != "" {

@@ -161,6 +161,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return nil, `{"priority":20}`
 	case mesh.OpRoleAssign:
 		return map[string]string{"participantId": target}, `{"role":"agent"}`
+	case mesh.OpPin, mesh.OpUnpin, mesh.OpLock, mesh.OpUnlock:
+		return map[string]string{"messageId": message}, ""
 	case mesh.OpSettingsUpdate:
 		return nil, `{"meshName":"renamed"}`
 	case mesh.OpBan, mesh.OpUnban, mesh.OpDeactivate, mesh.OpReactivate:

@@ -45,6 +45,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("logout revokes everywhere", func(t *testing.T) { testLogout(t, c, m) })
 	t.Run("ban and deactivate", func(t *testing.T) { testBan(t, c, m, owner) })
 	t.Run("settings", func(t *testing.T) { testSettings(t, c, owner) })
+	t.Run("pins and locked threads", func(t *testing.T) { testPinsLocks(t, c, m, owner) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.
@@ -721,5 +722,40 @@ func testSettings(t *testing.T, c *mt.Client, owner mt.User) {
 	}
 	if r := c.Do(t, "GET", "/api/audit", u.Token, nil); r.Status != 403 {
 		t.Fatalf("a member reads the audit log: %d", r.Status)
+	}
+}
+
+func testPinsLocks(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
+	u := c.Register(t, "Pinner")
+	room := newRoom(t, c, owner, u)
+	wu, _ := mt.Connect(t, m.gw(), u.Token)
+	root := c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", owner.Token, M{"content": "read me"})
+	id := root["id"].(string)
+	// Members cannot pin (moderators and up can); the owner pins, the room hears it.
+	if r := c.Do(t, "POST", "/api/messages/"+id+"/pin", u.Token, nil); r.Status != 403 {
+		t.Fatalf("member pins: %d", r.Status)
+	}
+	if p := c.Must(t, 200, "POST", "/api/messages/"+id+"/pin", owner.Token, nil); p["pinned"] != true {
+		t.Fatalf("pinned = %v", p)
+	}
+	if f := wu.Expect(t, "message_pinned"); f["messageId"] != id || f["by"] != owner.ID {
+		t.Fatalf("message_pinned = %v", f)
+	}
+	pins := c.Must(t, 200, "GET", "/api/rooms/"+room+"/pins", u.Token, nil)["items"].([]any)
+	if len(pins) != 1 || pins[0].(M)["id"] != id {
+		t.Fatalf("pins = %v", pins)
+	}
+	// A locked thread takes replies only from lock_threads holders.
+	c.Must(t, 200, "POST", "/api/messages/"+id+"/lock", owner.Token, nil)
+	wu.Expect(t, "thread_locked")
+	if e := wu.Request(t, M{"type": "send_message", "roomId": room, "content": "reply", "threadId": id}); e["code"] != "forbidden" {
+		t.Fatalf("reply in a locked thread: %v", e)
+	}
+	c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", owner.Token, M{"content": "owner replies", "threadId": id})
+	c.Must(t, 200, "DELETE", "/api/messages/"+id+"/lock", owner.Token, nil)
+	wu.Ack(t, M{"type": "send_message", "roomId": room, "content": "reply", "threadId": id})
+	c.Must(t, 200, "DELETE", "/api/messages/"+id+"/pin", owner.Token, nil)
+	if pins := c.Must(t, 200, "GET", "/api/rooms/"+room+"/pins", u.Token, nil)["items"].([]any); len(pins) != 0 {
+		t.Fatalf("pins after unpin = %v", pins)
 	}
 }

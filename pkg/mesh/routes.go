@@ -56,6 +56,11 @@ const (
 	OpSettingsGet    = "settings.get"
 	OpSettingsUpdate = "settings.update"
 	OpAuditList      = "audit.list"
+	OpPin            = "messages.pin"
+	OpUnpin          = "messages.unpin"
+	OpPinsList       = "rooms.pins"
+	OpLock           = "threads.lock"
+	OpUnlock         = "threads.unlock"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -95,6 +100,11 @@ var Routes = []Route{
 	{"POST", "/api/rooms/{roomId}/messages", OpMessagesSend, true, "send_messages", true, "Send a message"},
 	{"PATCH", "/api/messages/{messageId}", OpMessagesEdit, true, "", true, "Edit a message (others' need manage_messages)"},
 	{"DELETE", "/api/messages/{messageId}", OpMessagesDelete, true, "", true, "Delete a message (others' need manage_messages)"},
+	{"POST", "/api/messages/{messageId}/pin", OpPin, true, "pin_messages", true, "Pin a message in its room"},
+	{"DELETE", "/api/messages/{messageId}/pin", OpUnpin, true, "pin_messages", true, "Unpin a message"},
+	{"GET", "/api/rooms/{roomId}/pins", OpPinsList, true, "view_rooms", false, "A room's pinned messages"},
+	{"POST", "/api/messages/{messageId}/lock", OpLock, true, "lock_threads", true, "Lock a thread (its root message): only lock_threads holders reply"},
+	{"DELETE", "/api/messages/{messageId}/lock", OpUnlock, true, "lock_threads", true, "Unlock a thread"},
 	{"POST", "/api/messages/{messageId}/reactions", OpReactionsAdd, true, "add_reactions", true, "React to a message"},
 	{"DELETE", "/api/messages/{messageId}/reactions/{emoji}", OpReactionsDel, true, "add_reactions", true, "Remove one's reaction"},
 	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},

@@ -54,6 +54,10 @@ type Message struct {
 	EditedAt    *Time               `json:"editedAt"`
 	Deleted     bool                `json:"deleted"`
 	Reactions   map[string][]string `json:"reactions"`
+	// Pinned: the message is pinned in its room (an addition to the contract).
+	Pinned bool `json:"pinned"`
+	// Locked, on a thread's root: no one but holders of lock_threads may reply (an addition).
+	Locked bool `json:"locked"`
 }
 
 // VisibleTo reports whether participant id may see m (whispers are seen by their author

@@ -167,14 +167,27 @@ type Messages interface {
 	// EditMessage replaces the content and sets EditedAt to at. A deleted message cannot be
 	// edited (CodeNotFound).
 	EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error)
-	// DeleteMessage keeps id and seq, sets deleted and empties the content; reactions go.
-	// Deleting a deleted message is not an error.
+	// DeleteMessage keeps id and seq, sets deleted and empties the content; reactions go, and
+	// the message is unpinned (a locked thread root stays locked). Deleting a deleted message
+	// is not an error.
 	DeleteMessage(ctx context.Context, id string) (mesh.Message, error)
 	// AddReaction reports whether the reaction is new; the message comes back updated. A
 	// deleted message takes no reactions (CodeNotFound).
 	AddReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
 	// RemoveReaction reports whether the reaction was there; the message comes back updated.
 	RemoveReaction(ctx context.Context, messageID, emoji, participantID string) (mesh.Message, bool, error)
+	// SetPinned pins or unpins a message and returns it; CodeNotFound for an unknown one. A
+	// deleted message is never pinned, and cannot be pinned or unpinned: CodeNotFound.
+	// Pinning a pinned message (or unpinning an unpinned one) is not an error.
+	SetPinned(ctx context.Context, id string, pinned bool) (mesh.Message, error)
+	// ListPinned lists a room's pinned messages that viewer may see (whispers as in
+	// ListMessages), in ascending seq order, the first mesh.MaxListLimit of them. An unknown
+	// room has none.
+	ListPinned(ctx context.Context, roomID, viewer string) ([]mesh.Message, error)
+	// SetLocked locks or unlocks a thread (its root message) and returns the root;
+	// CodeNotFound for an unknown message. The store does not check that id is a root, and a
+	// deleted root may be locked or unlocked (its thread lives on).
+	SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error)
 	// LastSeq is the room's highest seq (0 for none, or for an unknown room). Deleted
 	// messages keep their seq, so it never goes down while the room exists.
 	LastSeq(ctx context.Context, roomID string) (int64, error)

@@ -18,7 +18,8 @@ import (
 )
 
 // messageDoc is a message in messages. Room is the room's key (RoomID its id); (Room, Seq) is
-// unique, and so is (Room, Author, ClientKey).
+// unique, and so is (Room, Author, ClientKey). Pinned and Locked are absent (false) on most
+// messages: a new message is stored without them.
 type messageDoc struct {
 	ID      string  `bson:"_id"`
 	Room    string  `bson:"room"`
@@ -34,6 +35,8 @@ type messageDoc struct {
 	CreatedAt bson.DateTime  `bson:"createdAt"`
 	EditedAt  *bson.DateTime `bson:"editedAt"`
 	Deleted   bool           `bson:"deleted"`
+	Pinned    bool           `bson:"pinned,omitempty"`
+	Locked    bool           `bson:"locked,omitempty"`
 }
 
 func clientKey(m *mesh.Message) string {
@@ -48,7 +51,7 @@ func (d *messageDoc) message() mesh.Message {
 	m := mesh.Message{
 		ID: d.ID, RoomID: d.RoomID, Seq: d.Seq, AuthorID: d.Author, Content: d.Content,
 		ThreadID: d.Thread, To: d.To, CreatedAt: meshTime(d.CreatedAt), Deleted: d.Deleted,
-		Reactions: map[string][]string{},
+		Reactions: map[string][]string{}, Pinned: d.Pinned && !d.Deleted, Locked: d.Locked,
 	}
 	if d.Deleted {
 		m.Content = "" // as it is stored, once a racing edit has been undone (see EditMessage)
@@ -571,10 +574,10 @@ func (s *Store) isDeleted(ctx context.Context, id string) (bool, error) {
 	return findOne(ctx, s.deletions, bson.D{{Key: "_id", Value: id}}, &d)
 }
 
-// markDeleted empties the message and flags it deleted, and removes its reactions.
+// markDeleted empties the message, unpins it and flags it deleted, and removes its reactions.
 func (s *Store) markDeleted(ctx context.Context, id string) error {
 	if _, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "content", Value: ""}, {Key: "deleted", Value: true},
+		{Key: "content", Value: ""}, {Key: "deleted", Value: true}, {Key: "pinned", Value: false},
 	}}}); err != nil {
 		return err
 	}
@@ -582,8 +585,8 @@ func (s *Store) markDeleted(ctx context.Context, id string) error {
 	return err
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
-// removes its reactions. Deleting a deleted message is not an error. The deletion mark is
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content, unpins
+// it and removes its reactions (a locked thread stays locked). Deleting a deleted message is not an error. The deletion mark is
 // inserted first: from then on the message is deleted for every writer (see EditMessage and
 // AddReaction), and the steps that follow may be repeated by anyone.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
@@ -653,6 +656,89 @@ func (s *Store) RemoveReaction(ctx context.Context, messageID, emoji, participan
 	}
 	m, err := s.message(ctx, messageID)
 	return m, removed, wrap("remove reaction", err)
+}
+
+// SetPinned pins or unpins a message and returns it. A deleted message cannot be pinned (nor
+// unpinned: it never is pinned): CodeNotFound, like a missing one.
+//
+// The update can race with DeleteMessage and, on FerretDB v1, bring back the content of the
+// message being deleted; so, as EditMessage does, it looks for the deletion mark after writing,
+// deletes the message again if it is there, and answers CodeNotFound.
+func (s *Store) SetPinned(ctx context.Context, id string, pinned bool) (mesh.Message, error) {
+	d, err := s.liveMessage(ctx, id)
+	if err != nil {
+		return mesh.Message{}, wrap("set pinned", err)
+	}
+	if d.Deleted {
+		return mesh.Message{}, notFound("message", id)
+	}
+	deleted, err := s.setFlag(ctx, id, "pinned", pinned)
+	if err != nil {
+		return mesh.Message{}, wrap("set pinned", err)
+	}
+	if deleted {
+		return mesh.Message{}, notFound("message", id)
+	}
+	m, err := s.message(ctx, id)
+	return m, wrap("set pinned", err)
+}
+
+// SetLocked locks or unlocks the thread whose root is the message id, and returns the root;
+// CodeNotFound if there is no such message. A deleted root can be locked (its thread lives
+// on). A racing deletion is settled as in SetPinned, but the lock stays.
+func (s *Store) SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error) {
+	if _, err := s.liveMessage(ctx, id); err != nil {
+		return mesh.Message{}, wrap("set locked", err)
+	}
+	if _, err := s.setFlag(ctx, id, "locked", locked); err != nil {
+		return mesh.Message{}, wrap("set locked", err)
+	}
+	m, err := s.message(ctx, id)
+	return m, wrap("set locked", err)
+}
+
+// setFlag sets one boolean field of the message, then looks for its deletion mark: if the
+// message is deleted, it deletes it again (the update may have undone a racing deletion's
+// writes) and reports deleted.
+func (s *Store) setFlag(ctx context.Context, id, field string, on bool) (deleted bool, err error) {
+	if _, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: field, Value: on}}}}); err != nil {
+		return false, err
+	}
+	if deleted, err = s.isDeleted(ctx, id); err != nil || !deleted {
+		return false, err
+	}
+	return true, s.markDeleted(ctx, id)
+}
+
+// ListPinned lists the room's pinned messages that viewer may see (whispers only to their
+// author and addressee, none to an empty viewer), in seq order, at most mesh.MaxListLimit
+// (the first ones). An unknown room has none.
+func (s *Store) ListPinned(ctx context.Context, roomID, viewer string) ([]mesh.Message, error) {
+	room, found, err := s.roomByID(ctx, roomID)
+	if err != nil {
+		return nil, wrap("list pinned", err)
+	}
+	if !found {
+		return []mesh.Message{}, nil
+	}
+	filter := bson.D{{Key: "room", Value: room.Key}, {Key: "pinned", Value: true}, {Key: "deleted", Value: false}}
+	if viewer == "" {
+		filter = append(filter, bson.E{Key: "to", Value: nil})
+	} else {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "to", Value: nil}},
+			bson.D{{Key: "to", Value: viewer}},
+			bson.D{{Key: "author", Value: viewer}},
+		}})
+	}
+	docs, err := findAll[messageDoc](ctx, s.messages, filter,
+		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(mesh.MaxListLimit))
+	if err != nil {
+		return nil, wrap("list pinned", err)
+	}
+	ms, err := s.withAllReactions(ctx, docs)
+	return ms, wrap("list pinned", err)
 }
 
 // LastSeq is the room's highest seq: 0 if it has no message or there is no such room.

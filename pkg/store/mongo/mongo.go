@@ -34,7 +34,7 @@
 // write racing with the deletion, leaves garbage that no read returns, never a leftover in a
 // room created again under the same id. A deleted message gets a document in deletions (an
 // insert, so no concurrent edit can undo it), and the writers that could race with it (an
-// edit, a reaction) check for it after writing and undo what they did.
+// edit, a reaction, a pin, a lock) check for it after writing and undo what they did.
 //
 // Indexes are made on Open (idempotently). Times are stored as BSON dates (milliseconds).
 package mongo

@@ -311,7 +311,7 @@ func TestRoomLeftovers(t *testing.T) {
 	}
 }
 
-// TestEditDeleteRace: an edit or a reaction racing with the deletion of the message (through
+// TestEditDeleteRace: an edit, a reaction, a pin or a lock racing with the deletion of the message (through
 // another Store) never brings it back. On FerretDB v1 the later write of a whole document
 // wins, so without the deletion mark an edit could restore the content.
 func TestEditDeleteRace(t *testing.T) {
@@ -337,6 +337,13 @@ func TestEditDeleteRace(t *testing.T) {
 				if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
 					t.Errorf("AddReaction: %v", err)
 				}
+				_, err = a.SetPinned(ctx, m.ID, true)
+				if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
+					t.Errorf("SetPinned: %v", err)
+				}
+				if _, err = a.SetLocked(ctx, m.ID, i%2 == 0); err != nil {
+					t.Errorf("SetLocked: %v", err)
+				}
 			})
 		}
 		wg.Go(func() {
@@ -346,8 +353,14 @@ func TestEditDeleteRace(t *testing.T) {
 		})
 		wg.Wait()
 		got, err := b.Message(ctx, m.ID)
-		if err != nil || !got.Deleted || got.Content != "" || len(got.Reactions) != 0 {
-			t.Fatalf("round %d: message after the race = %+v, %v; want deleted, empty, no reactions", round, got, err)
+		if err != nil || !got.Deleted || got.Content != "" || len(got.Reactions) != 0 || got.Pinned {
+			t.Fatalf("round %d: message after the race = %+v, %v; want deleted, empty, unpinned, no reactions", round, got, err)
+		}
+		if n, err := a.messages.CountDocuments(ctx, bson.D{{Key: "_id", Value: m.ID}, {Key: "pinned", Value: true}}); err != nil || n != 0 {
+			t.Errorf("round %d: stored pinned after the race (%d), %v", round, n, err)
+		}
+		if ms, err := b.ListPinned(ctx, "r1", "a"); err != nil || len(ms) != 0 {
+			t.Errorf("round %d: pinned after the race = %d, %v; want none", round, len(ms), err)
 		}
 		if n, err := a.reactions.CountDocuments(ctx, bson.D{{Key: "m", Value: m.ID}}); err != nil || n != 0 {
 			t.Errorf("round %d: %d reactions stored, %v; want none", round, n, err)

@@ -205,6 +205,14 @@ func (h *twoStores) RemoveReaction(ctx context.Context, messageID, emoji, partic
 	return h.w().RemoveReaction(ctx, messageID, emoji, participantID)
 }
 
+func (h *twoStores) SetPinned(ctx context.Context, id string, pinned bool) (mesh.Message, error) {
+	return h.w().SetPinned(ctx, id, pinned)
+}
+
+func (h *twoStores) SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error) {
+	return h.w().SetLocked(ctx, id, locked)
+}
+
 func (h *twoStores) RevokeToken(ctx context.Context, tokenID, participantID string, expires time.Time) error {
 	return h.w().RevokeToken(ctx, tokenID, participantID, expires)
 }

@@ -18,7 +18,8 @@ import (
 // ordered by seq and then by the order of reacting.
 func withReactions(inner string) string {
 	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
-		m.client_msg_id, m.created_at, m.edited_at, m.deleted, r.emoji, r.participant_id
+		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked,
+		r.emoji, r.participant_id
 	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
 	ORDER BY m.seq, r.id`
 }
@@ -40,7 +41,7 @@ func queryMessages(ctx context.Context, q querier, query string, args ...any) ([
 			emoji, reactor          sql.NullString
 		)
 		if err := rows.Scan(&m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
-			&clientMsgID, &created, &edited, &m.Deleted, &emoji, &reactor); err != nil {
+			&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &emoji, &reactor); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != m.ID {
@@ -84,7 +85,7 @@ func message(ctx context.Context, q querier, id string) (mesh.Message, error) {
 func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message, bool, error) {
 	m.CreatedAt = mesh.TimeFromMilli(m.CreatedAt.UnixMilli())
 	m.EditedAt = nil
-	m.Deleted = false
+	m.Deleted, m.Pinned, m.Locked = false, false, false
 	m.Reactions = map[string][]string{}
 	req := &createReq{m: m, done: make(chan struct{})}
 	s.cmu.RLock()
@@ -311,12 +312,12 @@ func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Tim
 	return m, nil
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
-// removes its reactions. Deleting a deleted message changes nothing and is not an error.
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content, unpins
+// it and removes its reactions (a locked thread stays locked). Deleting a deleted message changes nothing and is not an error.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
 	var m mesh.Message
 	err := s.write(ctx, "delete message", func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '' WHERE id = ?`, id)
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '', pinned = 0 WHERE id = ?`, id)
 		if err != nil {
 			return err
 		}
@@ -398,6 +399,58 @@ func (s *Store) RemoveReaction(ctx context.Context, messageID, emoji, participan
 		return mesh.Message{}, false, err
 	}
 	return m, removed, nil
+}
+
+// SetPinned pins or unpins a message and returns it. A deleted message cannot be pinned: it
+// is CodeNotFound, like a missing one (and unpinning it, as it is never pinned, too).
+func (s *Store) SetPinned(ctx context.Context, id string, pinned bool) (mesh.Message, error) {
+	return s.setFlag(ctx, "set pinned", `UPDATE messages SET pinned = ? WHERE id = ? AND deleted = 0`, id, pinned)
+}
+
+// SetLocked locks or unlocks the thread whose root is the message id, and returns the root;
+// CodeNotFound if there is no such message. A deleted root can be locked (its thread lives
+// on).
+func (s *Store) SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error) {
+	return s.setFlag(ctx, "set locked", `UPDATE messages SET locked = ? WHERE id = ?`, id, locked)
+}
+
+// setFlag runs update (its arguments: the flag, then the id) and reads the message back;
+// CodeNotFound if no row was updated.
+func (s *Store) setFlag(ctx context.Context, op, update, id string, on bool) (mesh.Message, error) {
+	var m mesh.Message
+	err := s.write(ctx, op, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, update, on, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return notFound("message", id)
+		}
+		m, err = message(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return mesh.Message{}, err
+	}
+	return m, nil
+}
+
+// ListPinned lists the room's pinned messages that viewer may see (whispers only to their
+// author and addressee, none to an empty viewer), in seq order, at most mesh.MaxListLimit
+// (the first ones). An unknown room has none.
+func (s *Store) ListPinned(ctx context.Context, roomID, viewer string) ([]mesh.Message, error) {
+	inner := `SELECT * FROM messages WHERE room_id = ? AND pinned <> 0 AND to_id IS NULL`
+	args := []any{roomID}
+	if viewer != "" {
+		inner = `SELECT * FROM messages WHERE room_id = ? AND pinned <> 0
+			AND (to_id IS NULL OR to_id = ? OR author_id = ?)`
+		args = append(args, viewer, viewer)
+	}
+	args = append(args, mesh.MaxListLimit)
+	ms, err := queryMessages(ctx, s.r, withReactions(inner+` ORDER BY seq ASC LIMIT ?`), args...)
+	return ms, wrap("list pinned", err)
 }
 
 // LastSeq is the room's highest seq: 0 if it has no message or there is no such room.

@@ -20,6 +20,7 @@ var migrations = []migration{
 	{version: 1, name: "initial schema", sql: schemaV1},
 	{version: 2, name: "custom roles", sql: schemaV2},
 	{version: 3, name: "audit log", sql: schemaV3},
+	{version: 4, name: "pinned messages, locked threads", sql: schemaV4},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -153,6 +154,16 @@ CREATE TABLE audit (
 CREATE INDEX audit_actor ON audit (actor_id, id);
 CREATE INDEX audit_action ON audit (action, id);
 CREATE INDEX audit_target ON audit (target, id);
+`
+
+// schemaV4 adds messages.pinned (the message is pinned in its room; a deleted message is
+// never pinned) and messages.locked (on a thread's root: the thread is locked). The columns
+// come last in messages, after deleted: queries read messages rows by name (withReactions),
+// never by position. The index serves ListPinned, and holds only the (few) pinned rows.
+const schemaV4 = `
+ALTER TABLE messages ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_pinned ON messages (room_id, seq) WHERE pinned <> 0;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

@@ -91,6 +91,14 @@ func (h *twoHandles) RemoveReaction(ctx context.Context, messageID, emoji, parti
 	return h.w().RemoveReaction(ctx, messageID, emoji, participantID)
 }
 
+func (h *twoHandles) SetPinned(ctx context.Context, id string, pinned bool) (mesh.Message, error) {
+	return h.w().SetPinned(ctx, id, pinned)
+}
+
+func (h *twoHandles) SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error) {
+	return h.w().SetLocked(ctx, id, locked)
+}
+
 func (h *twoHandles) RevokeToken(ctx context.Context, tokenID, participantID string, expires time.Time) error {
 	return h.w().RevokeToken(ctx, tokenID, participantID, expires)
 }

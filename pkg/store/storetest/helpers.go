@@ -217,6 +217,9 @@ func checkMessage(t *testing.T, what string, got, want mesh.Message) {
 			strPtr(got.ThreadID), strPtr(got.To), strPtr(got.ClientMsgID),
 			strPtr(want.ThreadID), strPtr(want.To), strPtr(want.ClientMsgID))
 	}
+	if got.Pinned != want.Pinned || got.Locked != want.Locked {
+		t.Errorf("%s: pinned, locked = %v, %v; want %v, %v", what, got.Pinned, got.Locked, want.Pinned, want.Locked)
+	}
 	if !sameTime(got.CreatedAt.Time, want.CreatedAt.Time) {
 		t.Errorf("%s: CreatedAt = %v, want %v", what, got.CreatedAt, want.CreatedAt)
 	}

@@ -21,6 +21,8 @@ var messageTests = []test{
 	{name: "Delete", fn: messageDelete},
 	{name: "ConcurrentSeq", fn: messageConcurrentSeq},
 	{name: "ConcurrentClientMsgID", fn: messageConcurrentClientMsgID},
+	{name: "Pins", fn: messagePins},
+	{name: "ThreadLock", fn: messageThreadLock},
 }
 
 var listTests = []test{
@@ -43,7 +45,7 @@ func messageCreateAndRead(t *testing.T, s store.Store) {
 	whisper := newMessage("r1", "a", "psst", to("b"), clientMsgID("c-1"))
 	reply := newMessage("r1", "b", "hi back", inThread(plain.ID), clientMsgID("c-1"))
 	// Fields the caller must not set are ignored.
-	reply.Seq, reply.Deleted = 99, true
+	reply.Seq, reply.Deleted, reply.Pinned, reply.Locked = 99, true, true, true
 	reply.EditedAt = ptr(mesh.Now())
 	reply.Reactions = map[string][]string{"👍": {"a"}}
 
@@ -55,6 +57,7 @@ func messageCreateAndRead(t *testing.T, s store.Store) {
 		want := in
 		want.Seq = int64(i + 1)
 		want.Deleted, want.EditedAt, want.Reactions = false, nil, map[string][]string{}
+		want.Pinned, want.Locked = false, false
 		checkMessage(t, "CreateMessage("+in.Content+")", got, want)
 		stored, err := s.Message(ctx, in.ID)
 		if err != nil {
@@ -594,4 +597,196 @@ func sameReactions(a, b map[string][]string) bool {
 		}
 	}
 	return true
+}
+
+func pinned(t *testing.T, s store.Store, roomID, viewer string) []mesh.Message {
+	t.Helper()
+	ms, err := s.ListPinned(t.Context(), roomID, viewer)
+	if err != nil {
+		t.Fatalf("ListPinned(%s, %q): %v", roomID, viewer, err)
+	}
+	if ms == nil {
+		t.Errorf("ListPinned(%s, %q) = nil, want a slice", roomID, viewer)
+	}
+	return ms
+}
+
+func setPinned(t *testing.T, s store.Store, id string, on bool) mesh.Message {
+	t.Helper()
+	m, err := s.SetPinned(t.Context(), id, on)
+	if err != nil {
+		t.Fatalf("SetPinned(%s, %v): %v", id, on, err)
+	}
+	return m
+}
+
+func messagePins(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	createRoom(t, s, "r2", "a", false)
+	m1 := send(t, s, "r1", "a", "1 public")
+	m2 := send(t, s, "r1", "a", "2 a to b", to("b"))
+	m3 := send(t, s, "r1", "b", "3 public")
+	m4 := send(t, s, "r1", "c", "4 c to c", to("c"))
+	m5 := send(t, s, "r1", "a", "5 public, not pinned")
+	other := send(t, s, "r2", "a", "pinned in r2")
+	if _, _, err := s.AddReaction(ctx, m3.ID, "👍", "a"); err != nil {
+		t.Fatal(err)
+	}
+	m3.Reactions = map[string][]string{"👍": {"a"}}
+
+	// Pinned out of seq order; listed in seq order.
+	for _, m := range []*mesh.Message{&m3, &m1, &m4, &m2, &other} {
+		got := setPinned(t, s, m.ID, true)
+		m.Pinned = true
+		checkMessage(t, "SetPinned("+m.Content+")", got, *m)
+	}
+	// Again: not an error, no change.
+	checkMessage(t, "SetPinned again", setPinned(t, s, m1.ID, true), m1)
+	stored, err := s.Message(ctx, m3.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, "Message of a pinned message", stored, m3)
+	listed := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a"})
+	wantEqual(t, "listed seqs", seqs(listed), []int64{1, 2, 3, 5})
+	for i, want := range []mesh.Message{m1, m2, m3, m5} {
+		checkMessage(t, fmt.Sprint("ListMessages[", i, "]"), listed[i], want)
+	}
+
+	for _, tc := range []struct {
+		viewer string
+		want   []int64
+	}{
+		{"a", []int64{1, 2, 3}},
+		{"b", []int64{1, 2, 3}},
+		{"c", []int64{1, 3, 4}},
+		{"d", []int64{1, 3}},
+		{"", []int64{1, 3}},
+	} {
+		wantEqual(t, "pinned seqs visible to "+tc.viewer, seqs(pinned(t, s, "r1", tc.viewer)), tc.want)
+	}
+	got := pinned(t, s, "r1", "b")
+	for i, want := range []mesh.Message{m1, m2, m3} {
+		checkMessage(t, fmt.Sprint("ListPinned[", i, "]"), got[i], want)
+	}
+	wantEqual(t, "pinned in r2", seqs(pinned(t, s, "r2", "a")), []int64{1})
+	wantEqual(t, "pinned in an unknown room", seqs(pinned(t, s, "missing", "a")), []int64{})
+
+	// Unpinning.
+	got1 := setPinned(t, s, m1.ID, false)
+	m1.Pinned = false
+	checkMessage(t, "SetPinned(false)", got1, m1)
+	checkMessage(t, "SetPinned(false) again", setPinned(t, s, m1.ID, false), m1)
+	if stored, err := s.Message(ctx, m1.ID); err != nil || stored.Pinned {
+		t.Errorf("Message after unpinning: pinned %v, %v; want false", stored.Pinned, err)
+	}
+	wantEqual(t, "pinned after unpinning", seqs(pinned(t, s, "r1", "a")), []int64{2, 3})
+
+	// A deleted message is unpinned, and cannot be pinned again.
+	deleted, err := s.DeleteMessage(ctx, m3.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := m3
+	want.Content, want.Deleted, want.Pinned, want.Reactions = "", true, false, map[string][]string{}
+	checkMessage(t, "DeleteMessage of a pinned message", deleted, want)
+	wantEqual(t, "pinned after a deletion", seqs(pinned(t, s, "r1", "a")), []int64{2})
+	_, err = s.SetPinned(ctx, m3.ID, true)
+	wantCode(t, "SetPinned of a deleted message", err, mesh.CodeNotFound)
+	_, err = s.SetPinned(ctx, m3.ID, false)
+	wantCode(t, "SetPinned(false) of a deleted message", err, mesh.CodeNotFound)
+	if stored, err := s.Message(ctx, m3.ID); err != nil {
+		t.Fatal(err)
+	} else {
+		checkMessage(t, "deleted message after a pin attempt", stored, want)
+	}
+	wantEqual(t, "pinned after a pin attempt", seqs(pinned(t, s, "r1", "a")), []int64{2})
+
+	// Unknown messages.
+	_, err = s.SetPinned(ctx, "missing", true)
+	wantCode(t, "SetPinned of a missing message", err, mesh.CodeNotFound)
+	_, err = s.SetPinned(ctx, "missing", false)
+	wantCode(t, "SetPinned(false) of a missing message", err, mesh.CodeNotFound)
+
+	// A deleted room's pins go with it.
+	if err := s.DeleteRoom(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	createRoom(t, s, "r2", "a", false)
+	wantEqual(t, "pinned in a room created again", seqs(pinned(t, s, "r2", "a")), []int64{})
+	_, err = s.SetPinned(ctx, other.ID, true)
+	wantCode(t, "SetPinned of a message of a deleted room", err, mesh.CodeNotFound)
+}
+
+func messageThreadLock(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "r1", "a", false)
+	root := send(t, s, "r1", "a", "root")
+	reply := send(t, s, "r1", "b", "reply", inThread(root.ID))
+	other := send(t, s, "r1", "a", "other root")
+
+	got, err := s.SetLocked(ctx, root.ID, true)
+	if err != nil {
+		t.Fatalf("SetLocked: %v", err)
+	}
+	root.Locked = true
+	checkMessage(t, "SetLocked", got, root)
+	if got, err = s.SetLocked(ctx, root.ID, true); err != nil {
+		t.Fatalf("SetLocked again: %v", err)
+	}
+	checkMessage(t, "SetLocked again", got, root)
+	for _, want := range []mesh.Message{root, reply, other} {
+		stored, err := s.Message(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMessage(t, "Message("+want.Content+")", stored, want)
+	}
+	listed := list(t, s, store.MessageQuery{RoomID: "r1", Viewer: "a", ThreadID: root.ID})
+	wantEqual(t, "thread seqs", seqs(listed), []int64{1, 2})
+	checkMessage(t, "listed root", listed[0], root)
+	checkMessage(t, "listed reply", listed[1], reply)
+	// Locking is not pinning, and an edit keeps the lock.
+	wantEqual(t, "pinned", seqs(pinned(t, s, "r1", "a")), []int64{})
+	at := mesh.Now()
+	edited, err := s.EditMessage(ctx, root.ID, "root, edited", at.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.Content, root.EditedAt = "root, edited", &at
+	checkMessage(t, "EditMessage of a locked root", edited, root)
+
+	if got, err = s.SetLocked(ctx, root.ID, false); err != nil {
+		t.Fatalf("SetLocked(false): %v", err)
+	}
+	root.Locked = false
+	checkMessage(t, "SetLocked(false)", got, root)
+	if stored, err := s.Message(ctx, root.ID); err != nil {
+		t.Fatal(err)
+	} else {
+		checkMessage(t, "Message after unlocking", stored, root)
+	}
+
+	// A deleted root stays locked, and can be locked and unlocked.
+	if _, err := s.SetLocked(ctx, root.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.DeleteMessage(ctx, root.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := root
+	want.Content, want.Deleted, want.Locked = "", true, true
+	checkMessage(t, "DeleteMessage of a locked root", deleted, want)
+	if got, err = s.SetLocked(ctx, root.ID, false); err != nil {
+		t.Fatalf("SetLocked(false) of a deleted root: %v", err)
+	}
+	want.Locked = false
+	checkMessage(t, "SetLocked(false) of a deleted root", got, want)
+
+	_, err = s.SetLocked(ctx, "missing", true)
+	wantCode(t, "SetLocked of a missing message", err, mesh.CodeNotFound)
+	_, err = s.SetLocked(ctx, "missing", false)
+	wantCode(t, "SetLocked(false) of a missing message", err, mesh.CodeNotFound)
 }
