@@ -161,6 +161,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return nil, `{"priority":20}`
 	case mesh.OpRoleAssign:
 		return map[string]string{"participantId": target}, `{"role":"agent"}`
+	case mesh.OpRoomInvite:
+		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q}`, target)
 	case mesh.OpPin, mesh.OpUnpin, mesh.OpLock, mesh.OpUnlock:
 		return map[string]string{"messageId": message}, ""
 	case mesh.OpSettingsUpdate:

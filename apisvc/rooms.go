@@ -371,3 +371,48 @@ func (s *Service) mute(ctx context.Context, c *call) (any, error) {
 		mutedFrame{Type: "muted", RoomID: room, ParticipantID: t.ID, Until: mesh.TimeOf(until)})
 	return nil, nil
 }
+
+// invite brings a participant into a room: the inviter must be a member (of a private room,
+// the only way in), the room not archived. The invited participant joins at once and hears it
+// like any join.
+func (s *Service) invite(ctx context.Context, c *call) (any, error) {
+	room, err := roomParam(c)
+	if err != nil {
+		return nil, err
+	}
+	r, member, err := s.visibleRoom(ctx, c, room)
+	if err != nil {
+		return nil, err
+	}
+	if !member {
+		return nil, mesh.Errorf(mesh.CodeForbidden, "join the room to invite others")
+	}
+	if r.Archived {
+		return nil, mesh.Errorf(mesh.CodeForbidden, "the room is archived")
+	}
+	var in struct {
+		ParticipantID string `json:"participantId"`
+	}
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	if in.ParticipantID == "" {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "participantId is required")
+	}
+	t, err := s.store.ParticipantByID(ctx, in.ParticipantID)
+	if err != nil {
+		return nil, err
+	}
+	if t.Banned || t.Deactivated {
+		return nil, mesh.Errorf(mesh.CodeConflict, "%s cannot join rooms", t.DisplayName)
+	}
+	added, err := s.store.AddMember(ctx, room, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if added {
+		r.MemberCount++
+		s.joined(ctx, room, s.view(t, false))
+	}
+	return r, nil
+}

@@ -407,6 +407,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpPinsList:       {s.pinsList, 0},
 		mesh.OpLock:           {s.locking(true), 0},
 		mesh.OpUnlock:         {s.locking(false), 0},
+		mesh.OpRoomInvite:     {s.invite, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

@@ -199,6 +199,12 @@ func testRooms(t *testing.T, c *mt.Client, owner mt.User) {
 	if !strings.Contains(string(c.Do(t, "GET", "/api/rooms", bob.Token, nil).Body), "Secret Plans") {
 		t.Fatal("private room not listed for its member")
 	}
+	// An invitation is the way in: then carol sees it and its history.
+	c.Must(t, 200, "POST", "/api/rooms/"+pid+"/invites", bob.Token, M{"participantId": carol.ID})
+	if r := c.Do(t, "GET", "/api/rooms/"+pid, carol.Token, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Secret Plans") {
+		t.Fatalf("invited member reads the private room: %d", r.Status)
+	}
+	c.Must(t, 204, "POST", "/api/rooms/"+pid+"/leave", carol.Token, nil)
 	// Paging: limit and nextCursor.
 	for i := 0; i < 3; i++ {
 		c.Must(t, 201, "POST", "/api/rooms", bob.Token, M{"name": fmt.Sprintf("page %d", i)})

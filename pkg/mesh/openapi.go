@@ -39,6 +39,7 @@ var opDocs = map[string]opDoc{
 	OpPinsList:       {"", "MessageList", nil},
 	OpLock:           {"", "Message", nil},
 	OpUnlock:         {"", "Message", nil},
+	OpRoomInvite:     {"InviteRequest", "Room", nil},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -224,7 +225,12 @@ func schemas() map[string]any {
 		"RoleAssign": obj([]string{"role"}, map[string]any{"role": str}),
 		"Settings": obj([]string{"meshName", "registrationOpen", "defaultRole"}, map[string]any{
 			"meshName": str, "registrationOpen": boolean, "defaultRole": str}),
-		"SettingsUpdate":  obj(nil, map[string]any{"meshName": str, "registrationOpen": boolean, "defaultRole": str}),
+		"SettingsUpdate": obj(nil, map[string]any{"meshName": str, "registrationOpen": boolean, "defaultRole": str}),
+		"AuditEntry": obj([]string{"id", "at", "actorId", "onBehalfOf", "action", "target", "result"}, map[string]any{
+			"id": str, "at": dateTime, "actorId": nullStr, "onBehalfOf": nullStr, "action": str, "target": nullStr,
+			"result": map[string]any{"type": "string", "description": "ok, or the error code"}, "addr": str}),
+		"AuditList":       listOf("AuditEntry"),
+		"InviteRequest":   obj([]string{"participantId"}, map[string]any{"participantId": str}),
 		"ParticipantList": listOf("Participant"),
 		"MessageList":     listOf("Message"),
 	}

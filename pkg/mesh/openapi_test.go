@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"regexp"
 	"testing"
 )
 
@@ -45,5 +46,18 @@ func TestEveryRouteDocumented(t *testing.T) {
 	}
 	if n != len(Routes)+len(OpenAPIRoutes) {
 		t.Fatalf("document has %d operations, the tables %d", n, len(Routes)+len(OpenAPIRoutes))
+	}
+}
+
+// Every $ref of the document names a schema or response it defines.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	doc := OpenAPI()
+	comps := doc["components"].(map[string]any)
+	b, _ := json.Marshal(doc)
+	for _, m := range regexp.MustCompile(`"\$ref":"#/components/(\w+)/(\w+)"`).FindAllStringSubmatch(string(b), -1) {
+		kind, _ := comps[m[1]].(map[string]any)
+		if _, ok := kind[m[2]]; !ok {
+			t.Errorf("$ref to %s/%s, which the document does not define", m[1], m[2])
+		}
 	}
 }

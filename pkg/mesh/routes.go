@@ -61,6 +61,7 @@ const (
 	OpPinsList       = "rooms.pins"
 	OpLock           = "threads.lock"
 	OpUnlock         = "threads.unlock"
+	OpRoomInvite     = "rooms.invite"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -107,6 +108,7 @@ var Routes = []Route{
 	{"DELETE", "/api/messages/{messageId}/lock", OpUnlock, true, "lock_threads", true, "Unlock a thread"},
 	{"POST", "/api/messages/{messageId}/reactions", OpReactionsAdd, true, "add_reactions", true, "React to a message"},
 	{"DELETE", "/api/messages/{messageId}/reactions/{emoji}", OpReactionsDel, true, "add_reactions", true, "Remove one's reaction"},
+	{"POST", "/api/rooms/{roomId}/invites", OpRoomInvite, true, "invite_members", true, "Bring a participant into a room (the way into a private one)"},
 	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},
 	{"POST", "/api/rooms/{roomId}/mute", OpRoomsMute, true, "mute_members", true, "Mute a participant in a room"},
 }
