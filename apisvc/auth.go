@@ -19,6 +19,7 @@ const (
 )
 
 type credentials struct {
+	InviteCode  string `json:"inviteCode"`
 	MeshName    string `json:"meshName"`
 	Email       string `json:"email"`
 	Password    string `json:"password"`
@@ -144,7 +145,15 @@ func (s *Service) register(ctx context.Context, c *call) (any, error) {
 		if n, err := s.store.CountParticipants(ctx); err != nil {
 			return nil, err
 		} else if n > 0 {
-			return nil, mesh.Errorf(mesh.CodeRegistrationClosed, "registration is closed on this mesh")
+			if in.InviteCode == "" {
+				return nil, mesh.Errorf(mesh.CodeRegistrationClosed, "registration is closed on this mesh: an invite code is needed")
+			}
+			if _, err := s.store.UseInvite(ctx, in.InviteCode, c.now); err != nil {
+				if mesh.IsCode(err, mesh.CodeNotFound) {
+					return nil, mesh.Errorf(mesh.CodeRegistrationClosed, "that invite code is not valid (unknown, expired or used up)")
+				}
+				return nil, err
+			}
 		}
 	}
 	acc.ID = c.entityID()

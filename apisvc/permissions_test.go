@@ -74,6 +74,12 @@ func TestEveryRouteAsEveryRole(t *testing.T) {
 				}
 				params, body := requestFor(route.Op, r.ID, vr.ID, m.ID, target.ID)
 				switch route.Op {
+				case mesh.OpInvitesDelete:
+					code := "CODE" + strings.ToUpper(custom)
+					if _, err := s.store.CreateInvite(ctx, store.Invite{Code: code, CreatedBy: owner.ID, CreatedAt: time.Now(), MaxUses: 1}); err != nil {
+						t.Fatal(err)
+					}
+					params = map[string]string{"code": code}
 				case mesh.OpRolesUpdate, mesh.OpRolesDelete:
 					params = map[string]string{"name": custom}
 				case mesh.OpRolesCreate:
@@ -161,6 +167,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return nil, `{"priority":20}`
 	case mesh.OpRoleAssign:
 		return map[string]string{"participantId": target}, `{"role":"agent"}`
+	case mesh.OpInvitesCreate:
+		return nil, `{"maxUses":2}`
 	case mesh.OpRoomInvite:
 		return map[string]string{"roomId": victimRoom}, fmt.Sprintf(`{"participantId":%q}`, target)
 	case mesh.OpPin, mesh.OpUnpin, mesh.OpLock, mesh.OpUnlock:
@@ -183,6 +191,9 @@ func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string
 		t.Fatal(err)
 	}
 	out, _ := json.Marshal(all)
+	invites, _ := s.store.ListInvites(ctx)
+	i0, _ := json.Marshal(invites)
+	out = append(out, i0...)
 	roles, _ := s.store.ListRoles(ctx)
 	r0, _ := json.Marshal(roles)
 	out = append(out, r0...)

@@ -698,6 +698,21 @@ func testSettings(t *testing.T, c *mt.Client, owner mt.User) {
 	if r.Status != 403 || r.ErrorCode() != "registration_closed" {
 		t.Fatalf("register while closed: %d %s", r.Status, r.Body)
 	}
+	// While closed, an invite code opens the door, as many times as it allows.
+	inv := c.Must(t, 201, "POST", "/api/invites", owner.Token, M{"maxUses": 1})
+	code := inv["code"].(string)
+	if inv["uses"] != 0.0 || inv["maxUses"] != 1.0 || inv["expiresAt"] == nil {
+		t.Fatalf("invite = %v", inv)
+	}
+	c.Must(t, 201, "POST", "/api/auth/register", "", M{"email": "invited@example.com", "password": "password-123", "displayName": "Invited", "inviteCode": code})
+	r = c.Do(t, "POST", "/api/auth/register", "", M{"email": "second@example.com", "password": "password-123", "displayName": "Second", "inviteCode": code})
+	if r.Status != 403 || r.ErrorCode() != "registration_closed" {
+		t.Fatalf("a used-up invite: %d %s", r.Status, r.Body)
+	}
+	if list := c.Must(t, 200, "GET", "/api/invites", owner.Token, nil)["items"].([]any); list[0].(M)["uses"] != 1.0 {
+		t.Fatalf("invites = %v", list)
+	}
+	c.Must(t, 204, "DELETE", "/api/invites/"+code, owner.Token, nil)
 	c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"registrationOpen": true})
 	if p := c.Register(t, "Newcomer"); p.ID == "" {
 		t.Fatal("no registration after reopening")

@@ -62,6 +62,9 @@ const (
 	OpLock           = "threads.lock"
 	OpUnlock         = "threads.unlock"
 	OpRoomInvite     = "rooms.invite"
+	OpInvitesCreate  = "invites.create"
+	OpInvitesList    = "invites.list"
+	OpInvitesDelete  = "invites.delete"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -87,6 +90,9 @@ var Routes = []Route{
 	{"POST", "/api/participants/{participantId}/deactivate", OpDeactivate, true, "manage_members", true, "Deactivate a participant's account"},
 	{"POST", "/api/participants/{participantId}/reactivate", OpReactivate, true, "manage_members", true, "Reactivate a participant's account"},
 	{"GET", "/api/settings", OpSettingsGet, true, "manage_settings", false, "The mesh's settings"},
+	{"POST", "/api/invites", OpInvitesCreate, true, "invite_members", true, "Make an invite code: it lets someone register while registration is closed"},
+	{"GET", "/api/invites", OpInvitesList, true, "invite_members", false, "The invite codes and their uses"},
+	{"DELETE", "/api/invites/{code}", OpInvitesDelete, true, "invite_members", true, "Withdraw an invite code"},
 	{"GET", "/api/audit", OpAuditList, true, "view_audit_log", false, "The audit log, newest first: who did what, for whom, with what result"},
 	{"PATCH", "/api/settings", OpSettingsUpdate, true, "manage_settings", true, "Change the mesh's name, whether registration is open, the default role"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},

@@ -293,8 +293,35 @@ type Audit interface {
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 }
 
+// Invite is a code that lets someone register while registration is closed.
+type Invite struct {
+	Code      string
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	MaxUses   int       // at least 1
+	Uses      int       // as read
+}
+
+// Invites are the mesh's invite codes.
+type Invites interface {
+	// CreateInvite stores inv (Uses ignored: a new code is unused). A taken code is
+	// CodeConflict.
+	CreateInvite(ctx context.Context, inv Invite) (Invite, error)
+	// ListInvites lists the codes, newest first, with their uses.
+	ListInvites(ctx context.Context) ([]Invite, error)
+	// DeleteInvite removes a code; CodeNotFound for an unknown one.
+	DeleteInvite(ctx context.Context, code string) error
+	// UseInvite records one use of a code at now and returns it with its uses counted. An
+	// unknown, expired (now at or past ExpiresAt) or used-up code is CodeNotFound. Atomic: of concurrent uses of a code
+	// with n uses left, exactly n succeed (build it on inserts under a unique index, not on
+	// an increment: FerretDB loses concurrent updates of one document).
+	UseInvite(ctx context.Context, code string, now time.Time) (Invite, error)
+}
+
 // Store is every aggregate, over one database.
 type Store interface {
+	Invites
 	Audit
 	Roles
 	Participants

@@ -26,6 +26,12 @@
 //   - A custom role's name: the role's _id.
 //   - An audit entry: its id (a ULID, so _id order is time order) is its _id. Entries are only
 //     inserted, never updated.
+//   - An invite code: the invite's _id. Its uses are numbered 1, 2, ...: a use is inserted
+//     with the next number under a unique _id (see UseInvite), so of concurrent uses exactly
+//     the uses left succeed, and a retry after a duplicate goes higher, up to the maximum.
+//     Like a room, an invite has a key, new each time the code is created, and its uses are
+//     stored under that key, so uses left over by a deletion (or racing with it) never count
+//     for a code created again.
 //
 // Deletion without transactions: a room has a key, random and new each time a room is
 // created, and everything in the room (memberships, mutes, messages, reactions) is stored
@@ -88,7 +94,7 @@ type Store struct {
 	db     *mongodb.Database
 
 	participants, rooms, memberships, mutes, messages, deletions, reactions,
-	tokens, settings, idempotency, roles, audit *mongodb.Collection
+	tokens, settings, idempotency, roles, audit, invites, inviteUses *mongodb.Collection
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -121,6 +127,8 @@ const (
 	collIdempotency  = "idempotency"
 	collRoles        = "roles"
 	collAudit        = "audit"
+	collInvites      = "invites"
+	collInviteUses   = "inviteUses"
 )
 
 // Open connects to the MongoDB deployment at uri (a "mongodb://" or "mongodb+srv://"
@@ -170,6 +178,8 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		idempotency:  db.Collection(collIdempotency),
 		roles:        db.Collection(collRoles),
 		audit:        db.Collection(collAudit),
+		invites:      db.Collection(collInvites),
+		inviteUses:   db.Collection(collInviteUses),
 
 		now:           opts.Now,
 		purgeInterval: opts.PurgeInterval,
@@ -215,6 +225,7 @@ var indexes = []index{
 	{collAudit, bson.D{{Key: "actorId", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{collAudit, bson.D{{Key: "action", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{collAudit, bson.D{{Key: "target", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{collInviteUses, bson.D{{Key: "key", Value: 1}}, false},
 }
 
 // ensureIndexes makes the indexes that are missing; making an existing one again is a no-op,

@@ -232,3 +232,15 @@ func (h *twoStores) SaveResult(ctx context.Context, scope, key string, result []
 func (h *twoStores) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	return h.w().AppendAudit(ctx, entries)
 }
+
+func (h *twoStores) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
+	return h.w().CreateInvite(ctx, inv)
+}
+
+func (h *twoStores) DeleteInvite(ctx context.Context, code string) error {
+	return h.w().DeleteInvite(ctx, code)
+}
+
+func (h *twoStores) UseInvite(ctx context.Context, code string, now time.Time) (store.Invite, error) {
+	return h.w().UseInvite(ctx, code, now)
+}

@@ -21,6 +21,7 @@ var migrations = []migration{
 	{version: 2, name: "custom roles", sql: schemaV2},
 	{version: 3, name: "audit log", sql: schemaV3},
 	{version: 4, name: "pinned messages, locked threads", sql: schemaV4},
+	{version: 5, name: "invites", sql: schemaV5},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -164,6 +165,29 @@ const schemaV4 = `
 ALTER TABLE messages ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_pinned ON messages (room_id, seq) WHERE pinned <> 0;
+`
+
+// schemaV5 adds the invite codes. invites.expires_at is 0 for a code that never expires.
+// invite_uses holds one row per use, numbered 1, 2, ... per code: UseInvite counts a code's
+// uses and inserts the next number in one write transaction, so a code is never used more
+// than max_uses times, and the primary key backs that up. Deleting a code deletes its uses
+// (ON DELETE CASCADE).
+const schemaV5 = `
+CREATE TABLE invites (
+	code       TEXT PRIMARY KEY,
+	created_by TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL DEFAULT 0,
+	max_uses   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX invites_created ON invites (created_at DESC, code);
+
+CREATE TABLE invite_uses (
+	code TEXT NOT NULL REFERENCES invites(code) ON DELETE CASCADE,
+	n    INTEGER NOT NULL,
+	at   INTEGER NOT NULL,
+	PRIMARY KEY (code, n)
+) STRICT, WITHOUT ROWID;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

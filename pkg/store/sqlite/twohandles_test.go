@@ -118,3 +118,15 @@ func (h *twoHandles) SaveResult(ctx context.Context, scope, key string, result [
 func (h *twoHandles) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	return h.w().AppendAudit(ctx, entries)
 }
+
+func (h *twoHandles) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
+	return h.w().CreateInvite(ctx, inv)
+}
+
+func (h *twoHandles) DeleteInvite(ctx context.Context, code string) error {
+	return h.w().DeleteInvite(ctx, code)
+}
+
+func (h *twoHandles) UseInvite(ctx context.Context, code string, now time.Time) (store.Invite, error) {
+	return h.w().UseInvite(ctx, code, now)
+}

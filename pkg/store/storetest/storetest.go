@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Idempotency", idempotencyTests},
 		{"Roles", roleTests},
 		{"Audit", auditTests},
+		{"Invites", inviteTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {
