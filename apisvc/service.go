@@ -411,6 +411,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpInvitesCreate:  {s.invitesCreate, 201},
 		mesh.OpInvitesList:    {s.invitesList, 0},
 		mesh.OpInvitesDelete:  {s.invitesDelete, 204},
+		mesh.OpSearch:         {s.search, 0},
 		mesh.OpRoomsList:      {s.roomsList, 0},
 		mesh.OpRoomsCreate:    {s.roomsCreate, 201},
 		mesh.OpRoomsGet:       {s.roomsGet, 0},

@@ -205,6 +205,17 @@ func testRooms(t *testing.T, c *mt.Client, owner mt.User) {
 		t.Fatalf("invited member reads the private room: %d", r.Status)
 	}
 	c.Must(t, 204, "POST", "/api/rooms/"+pid+"/leave", carol.Token, nil)
+	// Search never finds what is in a private room one is not in.
+	c.Must(t, 201, "POST", "/api/rooms/"+pid+"/messages", bob.Token, M{"content": "the secret word is zebra"})
+	if r := c.Must(t, 200, "GET", "/api/search?q=ZEBRA", bob.Token, nil)["items"].([]any); len(r) != 1 {
+		t.Fatalf("member's search = %v", r)
+	}
+	if r := c.Do(t, "GET", "/api/search?q=zebra", carol.Token, nil); r.Status != 200 || strings.Contains(string(r.Body), "zebra") {
+		t.Fatalf("non-member's search: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "GET", "/api/search?q=zebra&roomId="+pid, carol.Token, nil); r.Status != 404 {
+		t.Fatalf("non-member's search in the private room: %d", r.Status)
+	}
 	// Paging: limit and nextCursor.
 	for i := 0; i < 3; i++ {
 		c.Must(t, 201, "POST", "/api/rooms", bob.Token, M{"name": fmt.Sprintf("page %d", i)})

@@ -43,6 +43,7 @@ var opDocs = map[string]opDoc{
 	OpInvitesCreate:  {"InviteCreate", "Invite", nil},
 	OpInvitesList:    {"", "InviteList", nil},
 	OpInvitesDelete:  {"", "", nil},
+	OpSearch:         {"", "MessageList", []string{"q", "roomId", "cursor", "limit"}},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},

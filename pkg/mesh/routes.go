@@ -65,6 +65,7 @@ const (
 	OpInvitesCreate  = "invites.create"
 	OpInvitesList    = "invites.list"
 	OpInvitesDelete  = "invites.delete"
+	OpSearch         = "messages.search"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -93,6 +94,7 @@ var Routes = []Route{
 	{"POST", "/api/invites", OpInvitesCreate, true, "invite_members", true, "Make an invite code: it lets someone register while registration is closed"},
 	{"GET", "/api/invites", OpInvitesList, true, "invite_members", false, "The invite codes and their uses"},
 	{"DELETE", "/api/invites/{code}", OpInvitesDelete, true, "invite_members", true, "Withdraw an invite code"},
+	{"GET", "/api/search", OpSearch, true, "view_rooms", false, "Find messages (q) in the rooms one may see, newest first"},
 	{"GET", "/api/audit", OpAuditList, true, "view_audit_log", false, "The audit log, newest first: who did what, for whom, with what result"},
 	{"PATCH", "/api/settings", OpSettingsUpdate, true, "manage_settings", true, "Change the mesh's name, whether registration is open, the default role"},
 	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},

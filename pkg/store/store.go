@@ -149,6 +149,15 @@ type MessageQuery struct {
 	Limit    int
 }
 
+// SearchQuery selects messages for SearchMessages.
+type SearchQuery struct {
+	Text   string
+	Rooms  []string
+	Viewer string
+	Before string
+	Limit  int
+}
+
 // Messages are the rooms' messages and their reactions.
 type Messages interface {
 	// CreateMessage gives m (ID, RoomID, AuthorID, Content, ThreadID, To, ClientMsgID,
@@ -188,6 +197,12 @@ type Messages interface {
 	// CodeNotFound for an unknown message. The store does not check that id is a root, and a
 	// deleted root may be locked or unlocked (its thread lives on).
 	SetLocked(ctx context.Context, id string, locked bool) (mesh.Message, error)
+	// SearchMessages finds messages whose content contains text (case-insensitively), in
+	// the given rooms only, that viewer may see (whispers as in ListMessages), newest first
+	// (by creation time, then id), before the message id Before when set (a cursor), at most
+	// Limit (0 means mesh.DefaultListLimit, capped at mesh.MaxListLimit). Deleted messages
+	// are not found. A Before that names no message gives an empty result.
+	SearchMessages(ctx context.Context, q SearchQuery) ([]mesh.Message, error)
 	// LastSeq is the room's highest seq (0 for none, or for an unknown room). Deleted
 	// messages keep their seq, so it never goes down while the room exists.
 	LastSeq(ctx context.Context, roomID string) (int64, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -530,6 +531,114 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 	}
 	ms, err := s.withAllReactions(ctx, docs)
 	return ms, wrap("list messages", err)
+}
+
+// SearchMessages finds the messages of the given rooms whose content contains q.Text, newest
+// first; see store.Messages. The text is matched literally (quoted as a regular expression)
+// and case-insensitively. Before is a position in that order, (createdAt, _id) of the message
+// Before: a cursor that names no message has nothing before it.
+//
+// A message is deleted when it has a deletion mark, even if a racing update has written its
+// document back undeleted for a while (see EditMessage): so the marks of what is found are
+// read too, and marked messages are dropped; the search goes on past them to fill the page.
+func (s *Store) SearchMessages(ctx context.Context, q store.SearchQuery) ([]mesh.Message, error) {
+	ms, err := s.searchMessages(ctx, q)
+	return ms, wrap("search messages", err)
+}
+
+func (s *Store) searchMessages(ctx context.Context, q store.SearchQuery) ([]mesh.Message, error) {
+	if len(q.Rooms) == 0 {
+		return []mesh.Message{}, nil
+	}
+	rooms, err := findAll[roomDoc](ctx, s.rooms, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: q.Rooms}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "key", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	if len(rooms) == 0 {
+		return []mesh.Message{}, nil
+	}
+	keys := make([]string, len(rooms))
+	for i, r := range rooms {
+		keys[i] = r.Key
+	}
+	filter := bson.D{
+		{Key: "room", Value: bson.D{{Key: "$in", Value: keys}}},
+		{Key: "deleted", Value: false},
+		{Key: "content", Value: bson.D{
+			{Key: "$regex", Value: regexp.QuoteMeta(q.Text)}, {Key: "$options", Value: "i"},
+		}},
+	}
+	var and bson.A
+	if q.Viewer == "" {
+		filter = append(filter, bson.E{Key: "to", Value: nil})
+	} else {
+		and = append(and, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "to", Value: nil}},
+			bson.D{{Key: "to", Value: q.Viewer}},
+			bson.D{{Key: "author", Value: q.Viewer}},
+		}}})
+	}
+	var cursor *messageDoc
+	if q.Before != "" {
+		var c messageDoc
+		found, err := findOne(ctx, s.messages, bson.D{{Key: "_id", Value: q.Before}}, &c,
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "createdAt", Value: 1}}))
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return []mesh.Message{}, nil
+		}
+		cursor = &c
+	}
+	limit := listLimit(q.Limit)
+	out := make([]messageDoc, 0, limit)
+	for {
+		page := slices.Clone(filter)
+		pageAnd := slices.Clone(and)
+		if cursor != nil {
+			pageAnd = append(pageAnd, bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: cursor.CreatedAt}}}},
+				bson.D{{Key: "createdAt", Value: cursor.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: cursor.ID}}}},
+			}}})
+		}
+		if len(pageAnd) > 0 {
+			page = append(page, bson.E{Key: "$and", Value: pageAnd})
+		}
+		want := limit - len(out)
+		docs, err := findAll[messageDoc](ctx, s.messages, page, options.Find().
+			SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(want)))
+		if err != nil {
+			return nil, err
+		}
+		if len(docs) == 0 {
+			break
+		}
+		ids := make([]string, len(docs))
+		for i := range docs {
+			ids[i] = docs[i].ID
+		}
+		marks, err := findAll[deletionDoc](ctx, s.deletions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			return nil, err
+		}
+		marked := make(map[string]bool, len(marks))
+		for _, m := range marks {
+			marked[m.ID] = true
+		}
+		for _, d := range docs {
+			if !marked[d.ID] {
+				out = append(out, d)
+			}
+		}
+		if len(docs) < want || len(out) == limit {
+			break
+		}
+		cursor = &docs[len(docs)-1]
+	}
+	return s.withAllReactions(ctx, out)
 }
 
 // EditMessage replaces the content and sets EditedAt. A deleted message cannot be edited:

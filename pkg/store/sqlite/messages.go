@@ -3,10 +3,16 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	msqlite "modernc.org/sqlite"
 
 	"github.com/themesh/mesh/pkg/mesh"
 	"github.com/themesh/mesh/pkg/store"
@@ -17,11 +23,17 @@ import (
 // one row per (message, reaction), or one row with NULLs for a message without reactions,
 // ordered by seq and then by the order of reacting.
 func withReactions(inner string) string {
+	return withReactionsOrdered(inner, `m.seq`)
+}
+
+// withReactionsOrdered is withReactions with the messages in order (an ORDER BY list over m,
+// which must keep each message's rows together: end it with m.id if it may tie).
+func withReactionsOrdered(inner, order string) string {
 	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
 		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked,
 		r.emoji, r.participant_id
 	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
-	ORDER BY m.seq, r.id`
+	ORDER BY ` + order + `, r.id`
 }
 
 // queryMessages runs a withReactions query and folds its rows into messages.
@@ -286,6 +298,100 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 	args = append(args, listLimit(q.Limit))
 	ms, err := queryMessages(ctx, s.r, withReactions(inner+order), args...)
 	return ms, wrap("list messages", err)
+}
+
+// SearchMessages finds the messages of the given rooms whose content contains q.Text, newest
+// first; see store.Messages. The text is matched literally and case-insensitively, with
+// Unicode simple case folding (containsFold: SQLite's own lower() and LIKE fold only ASCII).
+// Before is a position in that order, (created_at, id) of the message Before: a cursor that
+// names no message (a room deleted since, say) has nothing before it. One statement, so one
+// snapshot.
+func (s *Store) SearchMessages(ctx context.Context, q store.SearchQuery) ([]mesh.Message, error) {
+	if len(q.Rooms) == 0 {
+		return []mesh.Message{}, nil
+	}
+	rooms, err := json.Marshal(q.Rooms)
+	if err != nil {
+		return nil, wrap("search messages", err)
+	}
+	var filter strings.Builder
+	filter.WriteString(`room_id IN (SELECT value FROM json_each(?)) AND deleted = 0
+		AND ` + containsFoldFunc + `(content, ?)`)
+	args := []any{string(rooms), q.Text}
+	if q.Viewer == "" {
+		filter.WriteString(` AND to_id IS NULL`)
+	} else {
+		filter.WriteString(` AND (to_id IS NULL OR to_id = ? OR author_id = ?)`)
+		args = append(args, q.Viewer, q.Viewer)
+	}
+	if q.Before != "" {
+		// No row for an unknown cursor: the comparison is NULL, and nothing is found.
+		filter.WriteString(` AND (created_at, id) < (SELECT created_at, id FROM messages WHERE id = ?)`)
+		args = append(args, q.Before)
+	}
+	args = append(args, listLimit(q.Limit))
+	inner := `SELECT * FROM messages WHERE ` + filter.String() + ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	ms, err := queryMessages(ctx, s.r, withReactionsOrdered(inner, `m.created_at DESC, m.id DESC`), args...)
+	return ms, wrap("search messages", err)
+}
+
+// containsFoldFunc is the SQL function containsFold(haystack, needle): 1 if haystack contains
+// needle, case-insensitively (0 if either is NULL).
+const containsFoldFunc = "mesh_contains_fold"
+
+func init() {
+	msqlite.MustRegisterDeterministicScalarFunction(containsFoldFunc, 2,
+		func(_ *msqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			s, ok1 := args[0].(string)
+			sub, ok2 := args[1].(string)
+			if !ok1 || !ok2 {
+				return int64(0), nil
+			}
+			if containsFold(s, sub) {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		})
+}
+
+// containsFold reports whether s contains sub under Unicode simple case folding (as
+// strings.EqualFold, and as a case-insensitive regexp matches a literal).
+func containsFold(s, sub string) bool {
+	if sub == "" {
+		return true
+	}
+	for i := range s {
+		if hasPrefixFold(s[i:], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPrefixFold reports whether s begins with prefix, rune by rune under simple case folding.
+func hasPrefixFold(s, prefix string) bool {
+	for _, pr := range prefix {
+		if s == "" {
+			return false
+		}
+		sr, n := utf8.DecodeRuneInString(s)
+		s = s[n:]
+		if sr == pr {
+			continue
+		}
+		// The fold orbit of pr: its other cases, until back at pr.
+		found := false
+		for f := unicode.SimpleFold(pr); f != pr; f = unicode.SimpleFold(f) {
+			if f == sr {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // EditMessage replaces the content and sets EditedAt. A deleted message cannot be edited:

@@ -23,6 +23,7 @@ var messageTests = []test{
 	{name: "ConcurrentClientMsgID", fn: messageConcurrentClientMsgID},
 	{name: "Pins", fn: messagePins},
 	{name: "ThreadLock", fn: messageThreadLock},
+	{name: "Search", fn: messageSearch},
 }
 
 var listTests = []test{
@@ -789,4 +790,157 @@ func messageThreadLock(t *testing.T, s store.Store) {
 	wantCode(t, "SetLocked of a missing message", err, mesh.CodeNotFound)
 	_, err = s.SetLocked(ctx, "missing", false)
 	wantCode(t, "SetLocked(false) of a missing message", err, mesh.CodeNotFound)
+}
+
+func search(t *testing.T, s store.Store, q store.SearchQuery) []mesh.Message {
+	t.Helper()
+	ms, err := s.SearchMessages(t.Context(), q)
+	if err != nil {
+		t.Fatalf("SearchMessages(%+v): %v", q, err)
+	}
+	if ms == nil {
+		t.Errorf("SearchMessages(%+v) = nil, want a slice", q)
+	}
+	return ms
+}
+
+func messageIDs(ms []mesh.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// messageSearch checks SearchMessages: case-insensitive literal text, the given rooms only,
+// whispers as in ListMessages, no deleted messages, newest first by (creation time, id) (not
+// by id alone), and Before as a cursor in that order.
+func messageSearch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	base := mesh.TimeOf(time.Now().Add(-time.Hour))
+	at := func(sec int) func(*mesh.Message) {
+		return func(m *mesh.Message) { m.CreatedAt = mesh.TimeOf(base.Add(time.Duration(sec) * time.Second)) }
+	}
+	for _, r := range []string{"r1", "r2", "r3"} {
+		createRoom(t, s, r, "a", false)
+	}
+	m1 := send(t, s, "r1", "a", "Hello world", at(1))
+	m2 := send(t, s, "r1", "b", "say HELLO", at(3))
+	m3 := send(t, s, "r1", "a", "hello, b, a whisper", to("b"), at(4))
+	send(t, s, "r1", "a", "nothing here", at(5))
+	m5 := send(t, s, "r1", "c", "hellO: a later id, an earlier time", at(2))
+	m6 := send(t, s, "r1", "c", "hello at the same time as m2", at(3))
+	m7 := send(t, s, "r1", "a", "hello, soon deleted", at(6))
+	m8 := send(t, s, "r2", "b", "hello from r2", at(7))
+	send(t, s, "r3", "b", "hello from r3", at(8))
+	if _, err := s.DeleteMessage(ctx, m7.ID); err != nil {
+		t.Fatal(err)
+	}
+	m1, _, err := s.AddReaction(ctx, m1.ID, "👍", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.Seq != 1 || m5.Seq != 5 {
+		t.Fatalf("seqs %d, %d; want 1, 5", m1.Seq, m5.Seq)
+	}
+
+	rooms := []string{"r1", "r2"}
+	public := []string{m8.ID, m6.ID, m2.ID, m5.ID, m1.ID}
+	withWhisper := []string{m8.ID, m3.ID, m6.ID, m2.ID, m5.ID, m1.ID}
+	for _, tc := range []struct {
+		viewer, text string
+		want         []string
+	}{
+		{"a", "hello", withWhisper},
+		{"b", "HeLLo", withWhisper},
+		{"c", "hello", public},
+		{"", "HELLO", public},
+		{"a", "from R2", []string{m8.ID}},
+		{"a", "deleted", []string{}},
+		{"a", "no such text", []string{}},
+	} {
+		got := search(t, s, store.SearchQuery{Text: tc.text, Rooms: rooms, Viewer: tc.viewer})
+		wantEqual(t, fmt.Sprintf("search %q for %q", tc.text, tc.viewer), messageIDs(got), tc.want)
+	}
+	// Found messages carry every field, reactions included.
+	got := search(t, s, store.SearchQuery{Text: "world", Rooms: rooms, Viewer: "a"})
+	if len(got) != 1 {
+		t.Fatalf("search world: %d messages, want 1", len(got))
+	}
+	checkMessage(t, "found message", got[0], m1)
+	// Only the given rooms: unknown ones add nothing, and no rooms find nothing.
+	wantEqual(t, "search in r3 and an unknown room",
+		len(search(t, s, store.SearchQuery{Text: "hello", Rooms: []string{"r3", "nope"}, Viewer: "a"})), 1)
+	wantEqual(t, "search in no rooms", len(search(t, s, store.SearchQuery{Text: "hello", Viewer: "a"})), 0)
+	wantEqual(t, "search in an empty room list",
+		len(search(t, s, store.SearchQuery{Text: "hello", Rooms: []string{}, Viewer: "a"})), 0)
+
+	// Before pages through the same order, Limit at a time; a deleted message and a whisper
+	// (hidden from this viewer) are positions too.
+	for _, viewer := range []string{"b", "c"} {
+		want := public
+		if viewer == "b" {
+			want = withWhisper
+		}
+		var all []string
+		before := ""
+		for range 10 {
+			page := search(t, s, store.SearchQuery{Text: "hello", Rooms: rooms, Viewer: viewer, Before: before, Limit: 2})
+			if len(page) > 2 {
+				t.Fatalf("page of %d, limit 2", len(page))
+			}
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, messageIDs(page)...)
+			before = page[len(page)-1].ID
+		}
+		wantEqual(t, "pages for "+viewer, all, want)
+	}
+	wantEqual(t, "before the deleted message",
+		messageIDs(search(t, s, store.SearchQuery{Text: "hello", Rooms: rooms, Viewer: "c", Before: m7.ID})),
+		[]string{m6.ID, m2.ID, m5.ID, m1.ID})
+	wantEqual(t, "before a whisper the viewer cannot see",
+		messageIDs(search(t, s, store.SearchQuery{Text: "hello", Rooms: rooms, Viewer: "c", Before: m3.ID})),
+		[]string{m6.ID, m2.ID, m5.ID, m1.ID})
+	wantEqual(t, "before the tie's later id",
+		messageIDs(search(t, s, store.SearchQuery{Text: "hello", Rooms: rooms, Viewer: "c", Before: m6.ID, Limit: 1})),
+		[]string{m2.ID})
+
+	// The text is literal: no wildcards, no patterns; and case folds beyond ASCII.
+	createRoom(t, s, "r4", "a", false)
+	lit := map[string]mesh.Message{}
+	for _, c := range []string{"50% off", "500 off", "a_b", "axb", "(x)", "x", `back\slash`, "bs", ".*", "ÉTÉ à Paris"} {
+		lit[c] = send(t, s, "r4", "a", c)
+	}
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"50%", []string{"50% off"}},
+		{"a_b", []string{"a_b"}},
+		{"(x)", []string{"(x)"}},
+		{`\`, []string{`back\slash`}},
+		{".*", []string{".*"}},
+		{"été", []string{"ÉTÉ à Paris"}},
+		{"À PARIS", []string{"ÉTÉ à Paris"}},
+	} {
+		want := []string{}
+		for _, c := range tc.want {
+			want = append(want, lit[c].ID)
+		}
+		got := search(t, s, store.SearchQuery{Text: tc.text, Rooms: []string{"r4"}, Viewer: "a"})
+		wantEqual(t, fmt.Sprintf("search %q", tc.text), messageIDs(got), want)
+	}
+	// Limit counts what is found.
+	wantEqual(t, "limit 0", len(search(t, s, store.SearchQuery{Text: "OFF", Rooms: []string{"r4"}, Viewer: "a"})), 2)
+	wantEqual(t, "limit 1", len(search(t, s, store.SearchQuery{Text: "OFF", Rooms: []string{"r4"}, Viewer: "a", Limit: 1})), 1)
+	// 0 is the default, and Limit is capped.
+	createRoom(t, s, "r5", "a", false)
+	sendN(t, s, "r5", "a", mesh.MaxListLimit+5)
+	wantEqual(t, "default limit", len(search(t, s, store.SearchQuery{Text: "", Rooms: []string{"r5"}, Viewer: "a"})),
+		mesh.DefaultListLimit)
+	wantEqual(t, "capped limit",
+		len(search(t, s, store.SearchQuery{Text: "", Rooms: []string{"r5"}, Viewer: "a", Limit: mesh.MaxListLimit + 1})),
+		mesh.MaxListLimit)
 }
