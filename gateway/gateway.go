@@ -12,10 +12,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -328,6 +326,3 @@ func writeError(c *fiber.Ctx, e *mesh.Error) error {
 	}
 	return c.Status(e.Code.HTTPStatus()).JSON(fiber.Map{"error": e})
 }
-
-var _ = http.StatusOK
-var _ = strconv.Itoa

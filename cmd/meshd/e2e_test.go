@@ -5,7 +5,6 @@ package main
 // API and world as separate processes that share only a real Redis.
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -261,16 +260,4 @@ func TestSplitOverRedis(t *testing.T) {
 			t.Fatalf("%s /metrics: %d, lacks %s", role, r.Status, want)
 		}
 	}
-}
-
-// logLines returns the lines of a process log that contain s (for diagnostics).
-func logLines(p *proc, s string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(p.Log()))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), s) {
-			out = append(out, sc.Text())
-		}
-	}
-	return out
 }

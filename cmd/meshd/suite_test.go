@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -648,8 +647,6 @@ func testConcurrentSeq(t *testing.T, c *mt.Client, m *mesh) {
 		t.Fatalf("stored %d messages, want %d", len(items), per*len(users))
 	}
 }
-
-var _ = http.StatusOK
 
 func testBan(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	u := c.Register(t, "Troll")
