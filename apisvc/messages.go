@@ -226,37 +226,13 @@ func (s *Service) messagesDelete(ctx context.Context, c *call) (any, error) {
 	return nil, nil
 }
 
-// reactable loads a message the actor may react to: visible, in a room it is a member of,
-// not deleted.
+// reactable loads a message the actor may react to with emoji: a valid emoji on a message
+// it sees, in a room it is a member of, not deleted.
 func (s *Service) reactable(ctx context.Context, c *call, emoji string) (mesh.Message, error) {
-	id, err := param(c, "messageId")
-	if err != nil {
-		return mesh.Message{}, err
-	}
 	if err := validEmoji(emoji); err != nil {
 		return mesh.Message{}, err
 	}
-	m, err := s.store.Message(ctx, id)
-	if err != nil {
-		return mesh.Message{}, err
-	}
-	if !m.VisibleTo(c.actor.ID) {
-		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
-	}
-	acc, err := s.store.Access(ctx, m.RoomID, c.actor.ID)
-	if err != nil && !mesh.IsCode(err, mesh.CodeNotFound) {
-		return mesh.Message{}, err
-	}
-	if err != nil || (acc.Room.Private && !acc.Member) {
-		return mesh.Message{}, mesh.Errorf(mesh.CodeNotFound, "no such message")
-	}
-	if !acc.Member {
-		return mesh.Message{}, mesh.Errorf(mesh.CodeForbidden, "join the room to react there")
-	}
-	if m.Deleted {
-		return mesh.Message{}, mesh.Errorf(mesh.CodeConflict, "the message was deleted")
-	}
-	return m, nil
+	return s.memberMessage(ctx, c)
 }
 
 // validEmoji accepts a short string without spaces or control characters (an emoji or a

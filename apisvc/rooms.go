@@ -186,15 +186,22 @@ func (s *Service) roomsJoin(ctx context.Context, c *call) (any, error) {
 	if room.Archived {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "the room is archived")
 	}
-	added, err := s.store.AddMember(ctx, id, c.actor.ID)
-	if err != nil {
+	if err := s.addMember(ctx, &room, *c.actor); err != nil {
 		return nil, err
 	}
-	if added {
-		room.MemberCount++
-		s.joined(ctx, id, s.view(*c.actor, false))
-	}
 	return room, nil
+}
+
+// addMember makes p a member of room; if it was not one, the room's count goes up and the
+// join is announced.
+func (s *Service) addMember(ctx context.Context, room *mesh.Room, p store.Account) error {
+	added, err := s.store.AddMember(ctx, room.ID, p.ID)
+	if err != nil || !added {
+		return err
+	}
+	room.MemberCount++
+	s.joined(ctx, room.ID, s.view(p, false))
+	return nil
 }
 
 func (s *Service) roomsLeave(ctx context.Context, c *call) (any, error) {
@@ -406,13 +413,8 @@ func (s *Service) invite(ctx context.Context, c *call) (any, error) {
 	if t.Banned || t.Deactivated {
 		return nil, mesh.Errorf(mesh.CodeConflict, "%s cannot join rooms", t.DisplayName)
 	}
-	added, err := s.store.AddMember(ctx, room, t.ID)
-	if err != nil {
+	if err := s.addMember(ctx, &r, t); err != nil {
 		return nil, err
-	}
-	if added {
-		r.MemberCount++
-		s.joined(ctx, room, s.view(t, false))
 	}
 	return r, nil
 }
