@@ -50,6 +50,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/themesh/mesh/internal/testport"
 )
 
 // FerretDBVersion is the FerretDB release the server is built from (see
@@ -254,7 +256,7 @@ func (s *Server) dropClient() (*mongo.Client, error) {
 func newServer(bin, dir string) (*Server, error) {
 	var errs []error
 	for range portAttempts {
-		port, err := pickPort()
+		port, err := testport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -266,42 +268,6 @@ func newServer(bin, dir string) (*Server, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("start ferretdb: %w", errors.Join(errs...))
-}
-
-// Ports are picked below Linux's ephemeral range (32768-60999), so that a port left free while
-// a server is stopped is not handed to some other listener asking for port 0, and never twice
-// in one process, so that two servers of one test binary never meet. (testredis picks from
-// the same range; a clash between the two is caught by the ready line, see Start.)
-const (
-	portLow  = 20000
-	portHigh = 32000
-)
-
-var ports struct {
-	sync.Mutex
-	taken map[int]bool
-}
-
-func pickPort() (int, error) {
-	ports.Lock()
-	defer ports.Unlock()
-	if ports.taken == nil {
-		ports.taken = make(map[int]bool)
-	}
-	for range 100 {
-		port := portLow + rand.IntN(portHigh-portLow)
-		if ports.taken[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // in use
-		}
-		_ = l.Close()
-		ports.taken[port] = true
-		return port, nil
-	}
-	return 0, errors.New("no free port")
 }
 
 // Start starts a FerretDB server if it is not running, and returns once it answers a ping.

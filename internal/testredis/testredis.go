@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/themesh/mesh/internal/testport"
 )
 
 // NotFound is the failure message when redis-server is missing.
@@ -186,7 +186,7 @@ func lookPath(tb testing.TB) string {
 func newServer(bin, dir string) (*Server, error) {
 	var errs []error
 	for range portAttempts {
-		port, err := pickPort()
+		port, err := testport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -198,41 +198,6 @@ func newServer(bin, dir string) (*Server, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("start redis-server: %w", errors.Join(errs...))
-}
-
-// Ports are picked below Linux's ephemeral range (32768-60999), so that a port left free while
-// a server is stopped is not handed to some other listener asking for port 0, and never twice
-// in one process, so that two servers of one test binary never meet.
-const (
-	portLow  = 20000
-	portHigh = 32000
-)
-
-var ports struct {
-	sync.Mutex
-	taken map[int]bool
-}
-
-func pickPort() (int, error) {
-	ports.Lock()
-	defer ports.Unlock()
-	if ports.taken == nil {
-		ports.taken = make(map[int]bool)
-	}
-	for range 100 {
-		port := portLow + rand.IntN(portHigh-portLow)
-		if ports.taken[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // in use
-		}
-		_ = l.Close()
-		ports.taken[port] = true
-		return port, nil
-	}
-	return 0, errors.New("no free port")
 }
 
 // Addr is the server's host:port; it does not change across Stop and Start.
