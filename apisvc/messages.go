@@ -56,20 +56,29 @@ func (s *Service) messagesList(ctx context.Context, c *call) (any, error) {
 }
 
 type messageInput struct {
-	Content     *string `json:"content"`
-	ThreadID    *string `json:"threadId"`
-	To          *string `json:"to"`
-	ClientMsgID *string `json:"clientMsgId"`
+	Content     *string  `json:"content"`
+	ThreadID    *string  `json:"threadId"`
+	To          *string  `json:"to"`
+	ClientMsgID *string  `json:"clientMsgId"`
+	Attachments []string `json:"attachments"`
 }
 
-// content checks a message's content: present, not blank, within the size limit.
-func (s *Service) content(v *string) (string, error) {
+// content checks a message's content: present and not blank (unless the message carries
+// files), within the mesh's size limit.
+func (s *Service) content(ctx context.Context, v *string, hasFiles bool) (string, error) {
 	if v == nil || strings.TrimSpace(*v) == "" {
+		if hasFiles {
+			return "", nil
+		}
 		return "", mesh.Errorf(mesh.CodeBadRequest, "content is required")
 	}
-	if len(*v) > s.cfg.MaxContentBytes {
-		return "", mesh.Errorf(mesh.CodePayloadTooLarge, "content is larger than %d bytes", s.cfg.MaxContentBytes).
-			WithDetails(map[string]any{"maxBytes": s.cfg.MaxContentBytes})
+	lim, err := s.meshLimits(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(*v) > lim.MaxMessageBytes {
+		return "", mesh.Errorf(mesh.CodePayloadTooLarge, "content is larger than %d bytes", lim.MaxMessageBytes).
+			WithDetails(map[string]any{"maxBytes": lim.MaxMessageBytes})
 	}
 	if !utf8.ValidString(*v) {
 		return "", mesh.Errorf(mesh.CodeBadRequest, "content must be UTF-8")
@@ -86,7 +95,10 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 	if err := decode(c, &in); err != nil {
 		return nil, err
 	}
-	content, err := s.content(in.Content)
+	if len(in.Attachments) > mesh.MaxAttachments {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "a message carries at most %d files", mesh.MaxAttachments)
+	}
+	content, err := s.content(ctx, in.Content, len(in.Attachments) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -146,9 +158,23 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		}
 		m.To = in.To
 	}
+	if m.Attachments, err = s.attachments(ctx, c, m.ID, room, in.Attachments); err != nil {
+		return nil, err
+	}
 	msg, created, err := s.store.CreateMessage(ctx, m)
 	if err != nil {
 		return nil, err
+	}
+	if len(msg.Attachments) > 0 && (created || c.redelivered) {
+		ids := make([]string, len(msg.Attachments))
+		for i, f := range msg.Attachments {
+			ids[i] = f.ID
+		}
+		// A conflict here means another message of the same sender took a file between the
+		// check and now: both messages show it, and it stays with the first.
+		if err := s.store.AttachFiles(ctx, msg, ids); err != nil && !mesh.IsCode(err, mesh.CodeConflict) {
+			return nil, err
+		}
 	}
 	if created || c.redelivered {
 		s.messageEvent(ctx, "message", &msg, messageFrame{Type: "message", Message: &msg})
@@ -191,11 +217,14 @@ func (s *Service) messagesEdit(ctx context.Context, c *call) (any, error) {
 	if err := decode(c, &in); err != nil {
 		return nil, err
 	}
-	content, err := s.content(in.Content)
+	if in.Attachments != nil {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "a message's files cannot be changed: delete it and send another")
+	}
+	m, err := s.ownMessage(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.ownMessage(ctx, c)
+	content, err := s.content(ctx, in.Content, len(m.Attachments) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +246,10 @@ func (s *Service) messagesDelete(ctx context.Context, c *call) (any, error) {
 	}
 	if m.Deleted {
 		return nil, nil
+	}
+	// The files first: a retry after a failure part-way finds the message still there.
+	if err := s.deleteFiles(ctx, m.Attachments); err != nil {
+		return nil, err
 	}
 	m, err = s.store.DeleteMessage(ctx, m.ID)
 	if err != nil {

@@ -49,7 +49,8 @@ func TestEveryRouteAsEveryRole(t *testing.T) {
 	}
 	_, _ = s.store.AddMember(ctx, r.ID, target.ID)
 
-	for _, route := range mesh.Routes {
+	// The routes, and the operations the gateway sends on its own.
+	for _, route := range append(append([]mesh.Route{}, mesh.Routes...), mesh.InternalOps...) {
 		if route.Permission == "" {
 			continue
 		}
@@ -84,6 +85,14 @@ func TestEveryRouteAsEveryRole(t *testing.T) {
 					params = map[string]string{"name": custom}
 				case mesh.OpRolesCreate:
 					body = fmt.Sprintf(`{"name":"new-%s","priority":5,"permissions":["view_rooms"]}`, custom)
+				case mesh.OpFilesGet:
+					// The actor's own file, not attached yet: only it may see it.
+					f := mesh.File{ID: ulid.Make().String(), RoomID: r.ID, UploaderID: actor.ID, Name: "a.txt", ContentType: "text/plain",
+						Size: 1, SHA256: strings.Repeat("ab", 32), CreatedAt: mesh.TimeOf(time.Now())}
+					if _, _, err := s.store.CreateFile(ctx, f); err != nil {
+						t.Fatal(err)
+					}
+					params = map[string]string{"fileId": f.ID}
 				}
 				before := digest(t, s, owner, r.ID, vr.ID)
 				command := cmd(route.Op, actor, params, body)
@@ -179,6 +188,12 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return map[string]string{"messageId": message}, ""
 	case mesh.OpSettingsUpdate:
 		return nil, `{"meshName":"renamed"}`
+	case mesh.OpFilesAuthorize:
+		return nil, fmt.Sprintf(`{"roomId":%q}`, room)
+	case mesh.OpFilesUpload:
+		b, _ := json.Marshal(mesh.FileUpload{FileID: ulid.Make().String(), RoomID: room, Name: "a.txt",
+			ContentType: "text/plain; charset=utf-8", Size: 1, SHA256: strings.Repeat("0f", 32)})
+		return nil, string(b)
 	case mesh.OpBan, mesh.OpUnban, mesh.OpDeactivate, mesh.OpReactivate:
 		return map[string]string{"participantId": target}, ""
 	default:
@@ -209,6 +224,9 @@ func digest(t *testing.T, s *Service, owner *mesh.Actor, rooms ...string) string
 		out = fmt.Appendf(out, "%s:%s:%v:%v;", a.ID, a.Role, a.Banned, a.Deactivated)
 	}
 	for _, r := range rooms {
+		files, _ := s.store.ListFiles(ctx, store.FileQuery{RoomID: r, Limit: 1000})
+		f0, _ := json.Marshal(files)
+		out = append(out, f0...)
 		members, _ := s.store.Members(ctx, r)
 		msgs, _ := s.store.ListMessages(ctx, store.MessageQuery{RoomID: r, Viewer: owner.ID, Limit: 200})
 		m1, _ := json.Marshal(members)

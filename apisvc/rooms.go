@@ -161,9 +161,14 @@ func (s *Service) roomsDelete(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, err := s.roomFiles(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.store.DeleteRoom(ctx, id); err != nil {
 		return nil, err
 	}
+	s.deleteBlobs(ctx, files)
 	s.publish(ctx, mesh.RoomSubject(id), mesh.Event{Type: "room_deleted", RoomID: id, Left: "*"}, roomDeletedFrame{Type: "room_deleted", RoomID: id})
 	for _, m := range members {
 		s.tellWorld(ctx, mesh.WorldMembership, mesh.WorldMembershipArgs{RoomID: id, ParticipantID: m, Joined: false})

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/themesh/mesh/pkg/auth"
+	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/bus"
 	"github.com/themesh/mesh/pkg/mesh"
 	"github.com/themesh/mesh/pkg/rbac"
@@ -39,6 +40,11 @@ type Config struct {
 	RegistrationsPerMinute int
 	// FailedLoginsPerMinute per account (20).
 	FailedLoginsPerMinute int
+	// UploadsPerMinute per participant (60).
+	UploadsPerMinute int
+	// MaxFileBytes bounds an uploaded file (mesh.DefaultMaxFileBytes); the mesh's settings may
+	// lower it.
+	MaxFileBytes int64
 	// Concurrency is how many commands one worker handles at once (16).
 	Concurrency int
 	// ConsumerName names this worker in the consumer group (host name and pid).
@@ -64,6 +70,12 @@ func (c *Config) setDefaults() {
 	if c.FailedLoginsPerMinute == 0 {
 		c.FailedLoginsPerMinute = 20
 	}
+	if c.UploadsPerMinute == 0 {
+		c.UploadsPerMinute = 60
+	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = mesh.DefaultMaxFileBytes
+	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 16
 	}
@@ -81,8 +93,11 @@ func (c *Config) setDefaults() {
 
 // Deps are what the service runs on.
 type Deps struct {
-	Bus     bus.Bus
-	Store   store.Store
+	Bus   bus.Bus
+	Store store.Store
+	// Blobs hold files' bytes: the service deletes them with their files (the gateway writes
+	// and reads them). Without it, deleted files' bytes stay where they are.
+	Blobs   blob.Store
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
 }
@@ -96,7 +111,10 @@ type Service struct {
 	tokens *auth.Tokens
 	ops    map[string]op
 	limits *limiters
-	online *presence
+	blobs  blob.Store
+	// limitsCache keeps the mesh's limits (settings) for a moment: the send path reads them.
+	limitsCache limitsCache
+	online      *presence
 	// auditLog records every mutating action.
 	auditLog *auditLog
 	metrics  *metrics
@@ -145,7 +163,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store:    deps.Store,
 		log:      log.With("service", "api"),
 		tokens:   tokens,
-		limits:   newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute),
+		limits:   newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute, cfg.UploadsPerMinute),
+		blobs:    deps.Blobs,
 		online:   newPresence(),
 		auditLog: newAuditLog(deps.Store, log.With("service", "api")),
 		metrics:  newMetrics(deps.Metrics),
@@ -163,14 +182,26 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apisvc: subscribe presence: %w", err)
 	}
+	settingsSub, err := s.bus.Subscribe(ctx, mesh.SubjectSettings)
+	if err != nil {
+		_ = sub.Close()
+		return fmt.Errorf("apisvc: subscribe settings: %w", err)
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.online.follow(ctx, sub)
 	}()
+	go func() {
+		defer wg.Done()
+		for range settingsSub.Messages() {
+			s.forgetLimits()
+		}
+	}()
 	defer func() {
 		_ = sub.Close()
+		_ = settingsSub.Close()
 		wg.Wait()
 	}()
 	s.auditLog.start()
@@ -428,6 +459,10 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpMessagesDelete: {s.messagesDelete, 204},
 		mesh.OpReactionsAdd:   {s.reactionAdd, 0},
 		mesh.OpReactionsDel:   {s.reactionRemove, 0},
+		mesh.OpFilesUpload:    {s.filesUpload, 201},
+		mesh.OpFilesGet:       {s.filesGet, 0},
+		mesh.OpFilesDelete:    {s.filesDelete, 204},
+		mesh.OpFilesList:      {s.filesList, 0},
 	}
 	ops := map[string]op{}
 	for _, r := range mesh.Routes {
@@ -437,7 +472,14 @@ func (s *Service) operations() (map[string]op, error) {
 		}
 		ops[r.Op] = op{route: r, handler: h.h, status: h.status}
 	}
-	ops[mesh.OpSessionOpen] = op{route: mesh.Route{Op: mesh.OpSessionOpen, Auth: true}, handler: s.sessionOpen}
+	internal := map[string]handler{mesh.OpSessionOpen: s.sessionOpen, mesh.OpFilesAuthorize: s.filesAuthorize}
+	for _, r := range mesh.InternalOps {
+		h, ok := internal[r.Op]
+		if !ok {
+			return nil, fmt.Errorf("apisvc: no handler for internal operation %s", r.Op)
+		}
+		ops[r.Op] = op{route: r, handler: h}
+	}
 	return ops, nil
 }
 

@@ -124,6 +124,7 @@ type limiters struct {
 	mu            sync.Mutex
 	registrations *window
 	failedLogins  *window
+	uploads       *window
 }
 
 type window struct {
@@ -132,10 +133,11 @@ type window struct {
 	count map[string]int
 }
 
-func newLimiters(registrations, failedLogins int) *limiters {
+func newLimiters(registrations, failedLogins, uploads int) *limiters {
 	return &limiters{
 		registrations: &window{limit: registrations, count: map[string]int{}},
 		failedLogins:  &window{limit: failedLogins, count: map[string]int{}},
+		uploads:       &window{limit: uploads, count: map[string]int{}},
 	}
 }
 

@@ -60,6 +60,9 @@ wait_port "127.0.0.1:$mongo_port" FerretDB
 
 export REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export MONGODB_URI="mongodb://127.0.0.1:$mongo_port/mesh"
+# Every process runs on this machine: files' bytes go to one folder. (GridFS works too, but
+# FerretDB scans whole collections, so it slows down as files pile up.)
+export MESH_FILES_DIR="$data/files"
 export MESH_JWT_SECRET=${MESH_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')}
 export MESH_LOG_FORMAT=${MESH_LOG_FORMAT:-text}
 

@@ -283,6 +283,11 @@ func TestComposeServices(t *testing.T) {
 		if (role == "gateway" || role == "api") && env["MESH_JWT_SECRET"] == "" {
 			t.Errorf("service %s: no MESH_JWT_SECRET; gateways and API workers must share one", name)
 		}
+		// Gateways write files' bytes and API workers delete them: in a cluster both reach
+		// GridFS through MongoDB (a folder would be each container's own).
+		if (role == "gateway" || role == "api") && env["MONGODB_URI"] == "" {
+			t.Errorf("service %s: no MONGODB_URI; gateways and API workers keep files' bytes in GridFS", name)
+		}
 		grace := 10 * time.Second // Docker's default
 		if s.StopGracePeriod != "" {
 			if grace, err = time.ParseDuration(s.StopGracePeriod); err != nil {

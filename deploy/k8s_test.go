@@ -686,6 +686,9 @@ func TestMeshdContainers(t *testing.T) {
 				if (role == "gateway" || role == "api") && envs["MESH_JWT_SECRET"].from == "" {
 					t.Errorf("%s: no MESH_JWT_SECRET; gateways and API workers must share one", at)
 				}
+				if (role == "gateway" || role == "api") && envs["MONGODB_URI"].from == "" {
+					t.Errorf("%s: no MONGODB_URI; gateways and API workers keep files' bytes in GridFS", at)
+				}
 
 				// The port of /healthz, /readyz and /metrics.
 				addrVar := "MESH_ADMIN_ADDR"
@@ -1171,13 +1174,22 @@ func TestIngress(t *testing.T) {
 		if len(ings) == 0 {
 			t.Fatal("no Ingress")
 		}
+		// The largest body a gateway takes: an upload (its file and the form around it) or
+		// a JSON body, whichever is larger.
 		maxBody := f.settings["MESH_MAX_BODY_BYTES"]
+		maxFile := f.settings["MESH_MAX_FILE_BYTES"]
 		if w, ok := s.workloadOf("gateway"); ok {
 			envs, _ := s.containerEnv(w.meta.GetNamespace(), w.tmpl.Spec.Containers[0])
 			if v := envs["MESH_MAX_BODY_BYTES"].value; v != "" {
 				maxBody = v
 			}
+			if v := envs["MESH_MAX_FILE_BYTES"].value; v != "" {
+				maxFile = v
+			}
 		}
+		bodyLimit, _ := strconv.Atoi(maxBody)
+		fileLimit, _ := strconv.Atoi(maxFile)
+		limit := max(bodyLimit, fileLimit+64<<10)
 		for _, ing := range ings {
 			at := fmt.Sprintf("Ingress %s/%s", ing.Namespace, ing.Name)
 			for _, rule := range ing.Spec.Rules {
@@ -1214,9 +1226,9 @@ func TestIngress(t *testing.T) {
 				}
 			}
 			size, err := nginxSize(ing.Annotations["nginx.ingress.kubernetes.io/proxy-body-size"])
-			limit, _ := strconv.Atoi(maxBody)
 			if err != nil || size < int64(limit) {
-				t.Errorf("%s: proxy-body-size %q is under MESH_MAX_BODY_BYTES (%s): nginx would refuse bodies meshd accepts (its default is 1m)", at, ing.Annotations["nginx.ingress.kubernetes.io/proxy-body-size"], maxBody)
+				t.Errorf("%s: proxy-body-size %q is under %d bytes (MESH_MAX_BODY_BYTES %s, MESH_MAX_FILE_BYTES %s and a form's overhead): nginx would refuse bodies meshd accepts (its default is 1m)",
+					at, ing.Annotations["nginx.ingress.kubernetes.io/proxy-body-size"], limit, maxBody, maxFile)
 			}
 		}
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/themesh/mesh/pkg/auth"
+	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/bus"
 	"github.com/themesh/mesh/pkg/mesh"
 )
@@ -43,6 +44,9 @@ type Config struct {
 	MaxFrameBytes int
 	// MaxBodyBytes bounds a request body (1 MiB).
 	MaxBodyBytes int
+	// MaxFileBytes bounds an uploaded file (mesh.DefaultMaxFileBytes); the mesh's settings
+	// may lower it.
+	MaxFileBytes int64
 	// FramesPerSecond and FrameBurst rate-limit each socket (200, 400).
 	FramesPerSecond float64
 	FrameBurst      int
@@ -94,6 +98,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = mesh.DefaultMaxBodyBytes
 	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = mesh.DefaultMaxFileBytes
+	}
 	if c.FramesPerSecond == 0 {
 		c.FramesPerSecond = 200
 	}
@@ -123,6 +130,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Ready are extra readiness checks (the bus is always checked).
 	Ready []Check
+	// Blobs hold files' bytes: uploads are streamed into it and downloads out of it, so that
+	// they never cross the bus (nil: the file routes answer unavailable).
+	Blobs blob.Store
 }
 
 // Gateway serves REST and WebSocket clients.
@@ -137,6 +147,7 @@ type Gateway struct {
 	sub     bus.Subscription
 	metrics *metrics
 	ready   []Check
+	blobs   blob.Store
 	gather  prometheus.Gatherer
 
 	writers  *writers
@@ -161,7 +172,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, bus: deps.Bus, log: log.With("service", "gateway", "gateway", cfg.ID),
-		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer,
+		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer, blobs: deps.Blobs,
 	}
 	g.req = newRequester(deps.Bus, cfg.ID, cfg.RequestTimeout)
 	g.writers = newWriters(cfg.WriteInterval)

@@ -31,19 +31,24 @@ func (g *Gateway) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
 		AppName:               "meshd",
 		DisableStartupMessage: true,
-		// Fiber refuses bodies past its limit by closing the connection, which a client still
-		// writing sees as a reset, not as the 413. So Fiber's limit is looser and the
-		// contract's limit is checked by the handlers, on a connection that stays open.
-		BodyLimit:    g.cfg.MaxBodyBytes + 1<<20,
-		ReadTimeout:  30 * time.Second,
-		WriteTimeout: 30 * time.Second,
-		IdleTimeout:  120 * time.Second,
+		// Bodies are streamed to the handlers (fasthttp reads 8 KiB ahead), and each applies
+		// its own limit: the contract's for JSON routes, the file limit for uploads (see
+		// finishBody for what is left unread). Multipart forms are not parsed ahead: an
+		// upload goes straight to the blob store. BodyLimit only decides which bodies are
+		// streamed from the start.
+		BodyLimit:                    g.cfg.MaxBodyBytes + 1<<20,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  30 * time.Second,
+		WriteTimeout:                 30 * time.Second,
+		IdleTimeout:                  120 * time.Second,
 		// fasthttp keeps this buffer for the life of an upgraded connection: it is per-socket
 		// memory, so it stays at the default (which also bounds request headers).
 		ReadBufferSize: 4096,
 		ErrorHandler:   g.fiberError,
 	})
 	app.Use(func(c *fiber.Ctx) error {
+		defer g.finishBody(c)
 		if g.draining.Load() && c.Path() != "/healthz" {
 			return writeError(c, mesh.Errorf(mesh.CodeUnavailable, "the server is shutting down"))
 		}
@@ -62,7 +67,14 @@ func (g *Gateway) newApp() *fiber.App {
 		app.Get("/metrics", func(c *fiber.Ctx) error { h(c.Context()); return nil })
 	}
 	for _, r := range mesh.Routes {
-		app.Add(r.Method, fiberPath(r.Path), g.restHandler(r))
+		h := g.restHandler(r)
+		switch r.Op {
+		case mesh.OpFilesUpload:
+			h = g.upload(r)
+		case mesh.OpFilesGet:
+			h = g.download(r)
+		}
+		app.Add(r.Method, fiberPath(r.Path), h)
 	}
 	openapi, _ := json.Marshal(mesh.OpenAPI())
 	app.Get("/api/openapi.json", func(c *fiber.Ctx) error {
@@ -137,8 +149,9 @@ func (g *Gateway) bearer(c *fiber.Ctx) (*mesh.Actor, *mesh.Error) {
 func (g *Gateway) restHandler(r mesh.Route) fiber.Handler {
 	names := pathParam.FindAllStringSubmatch(r.Path, -1)
 	return func(c *fiber.Ctx) error {
-		if len(c.Body()) > g.cfg.MaxBodyBytes {
-			return writeError(c, mesh.Errorf(mesh.CodePayloadTooLarge, "the body is larger than %d bytes", g.cfg.MaxBodyBytes))
+		raw, merr := readBody(c, g.cfg.MaxBodyBytes)
+		if merr != nil {
+			return writeError(c, merr)
 		}
 		cmd := mesh.Command{Op: r.Op, Args: mesh.Request{Addr: c.IP()}}
 		if r.Auth {
@@ -162,7 +175,7 @@ func (g *Gateway) restHandler(r mesh.Route) fiber.Handler {
 			cmd.Args.Query = make(map[string]string, q.Len())
 			q.VisitAll(func(k, v []byte) { cmd.Args.Query[string(k)] = string(v) })
 		}
-		if body := bytes.TrimSpace(c.Body()); len(body) > 0 {
+		if body := bytes.TrimSpace(raw); len(body) > 0 {
 			ct := c.Get(fiber.HeaderContentType)
 			if ct != "" && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
 				return writeError(c, mesh.Errorf(mesh.CodeUnsupportedMediaType, "send JSON (Content-Type: application/json)"))

@@ -24,6 +24,9 @@ type config struct {
 	MaxContentBytes        int
 	MaxFrameBytes          int
 	MaxBodyBytes           int
+	MaxFileBytes           int
+	FilesDir               string
+	UploadsPerMinute       int
 	FramesPerSecond        float64
 	FrameBurst             int
 	SendQueue              int
@@ -98,6 +101,9 @@ var settings = []setting{
 	{"MESH_MAX_CONTENT_BYTES", "16384", num(func(c *config) *int { return &c.MaxContentBytes })},
 	{"MESH_MAX_FRAME_BYTES", "65536", num(func(c *config) *int { return &c.MaxFrameBytes })},
 	{"MESH_MAX_BODY_BYTES", "1048576", num(func(c *config) *int { return &c.MaxBodyBytes })},
+	{"MESH_MAX_FILE_BYTES", "26214400", num(func(c *config) *int { return &c.MaxFileBytes })},
+	{"MESH_FILES_DIR", "", str(func(c *config) *string { return &c.FilesDir })},
+	{"MESH_UPLOADS_PER_MINUTE", "60", num(func(c *config) *int { return &c.UploadsPerMinute })},
 	{"MESH_WS_FRAMES_PER_SECOND", "200", func(c *config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {

@@ -218,6 +218,8 @@ func startSplit(t testing.TB) *mesh {
 		"REDIS_URL":         "redis://" + redisAddr,
 		"MESH_REDIS_PREFIX": testredis.Prefix(t),
 		"MESH_JWT_SECRET":   strings.Repeat("s", 40),
+		// Gateways write files' bytes and the API worker deletes them: one folder for all.
+		"MESH_FILES_DIR": filepath.Join(dir, "files"),
 	}
 	with := func(extra map[string]string) map[string]string {
 		out := map[string]string{}

@@ -7,7 +7,7 @@
 //	meshd bots | proxy    the bot service, the model proxy (REDIS_URL)
 //
 // Configuration is read from the environment (see README.md, "Configuration"). This is the
-// only place that picks implementations: openBus and openStore.
+// only place that picks implementations: openBus, openStore and openBlobs.
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,9 @@ import (
 	"github.com/themesh/mesh/botsvc"
 	"github.com/themesh/mesh/gateway"
 	"github.com/themesh/mesh/pkg/auth"
+	"github.com/themesh/mesh/pkg/blob"
+	"github.com/themesh/mesh/pkg/blob/disk"
+	"github.com/themesh/mesh/pkg/blob/gridfs"
 	"github.com/themesh/mesh/pkg/bus"
 	"github.com/themesh/mesh/pkg/bus/membus"
 	"github.com/themesh/mesh/pkg/bus/redisbus"
@@ -122,6 +126,13 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 		}
 		defer st.Close()
 	}
+	var blobs blob.Store
+	if services["api"] || services["gateway"] {
+		if blobs, err = openBlobs(ctx, cfg); err != nil {
+			return err
+		}
+		defer blobs.Close()
+	}
 	secret, err := jwtSecret(ctx, cfg, st, services)
 	if err != nil {
 		return err
@@ -146,7 +157,8 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			JWTSecret: secret, TokenTTL: cfg.TokenTTL, BcryptCost: cfg.BcryptCost,
 			MaxContentBytes: cfg.MaxContentBytes, RegistrationsPerMinute: cfg.RegistrationsPerMinute,
 			FailedLoginsPerMinute: cfg.FailedLoginsPerMinute, Concurrency: cfg.APIConcurrency,
-		}, apisvc.Deps{Bus: b, Store: st, Metrics: reg, Logger: log})
+			UploadsPerMinute: cfg.UploadsPerMinute, MaxFileBytes: int64(cfg.MaxFileBytes),
+		}, apisvc.Deps{Bus: b, Store: st, Blobs: blobs, Metrics: reg, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -190,17 +202,18 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 	}
 
 	if services["gateway"] {
-		var ready []gateway.Check
+		ready := []gateway.Check{blobs.Ping}
 		if st != nil {
 			ready = append(ready, st.Ping)
 		}
 		gw, err := gateway.New(gateway.Config{
 			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
 			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
+			MaxFileBytes:    int64(cfg.MaxFileBytes),
 			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
 			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, WriteInterval: cfg.WriteInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 			Web: web.Files(),
-		}, gateway.Deps{Bus: b, Metrics: reg, Gatherer: reg, Logger: log, Ready: ready})
+		}, gateway.Deps{Bus: b, Metrics: reg, Gatherer: reg, Logger: log, Ready: ready, Blobs: blobs})
 		if err != nil {
 			return err
 		}
@@ -223,6 +236,9 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 		checks = append(checks, b.Ping)
 		if st != nil {
 			checks = append(checks, st.Ping)
+		}
+		if blobs != nil {
+			checks = append(checks, blobs.Ping)
 		}
 		admin := serveAdmin(cfg.AdminAddr, reg, checks, log)
 		select {
@@ -285,6 +301,31 @@ func openStore(ctx context.Context, cfg config) (store.Store, error) {
 		return nil, fmt.Errorf("open %s: %w", cfg.DBPath, err)
 	}
 	return st, nil
+}
+
+// openBlobs opens where files' bytes live: a folder when MESH_FILES_DIR names one (it must be
+// the same folder for every gateway and API worker: one machine, or a shared volume); else
+// GridFS in the MongoDB of MONGODB_URI, which every node reaches; else a folder beside the
+// SQLite file (mesh.sqlite's files go in mesh-files/).
+func openBlobs(ctx context.Context, cfg config) (blob.Store, error) {
+	if cfg.FilesDir == "" && cfg.MongoURI != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		bs, err := gridfs.Open(octx, cfg.MongoURI)
+		if err != nil {
+			return nil, fmt.Errorf("MONGODB_URI (files): %w", err)
+		}
+		return bs, nil
+	}
+	dir := cfg.FilesDir
+	if dir == "" {
+		dir = strings.TrimSuffix(cfg.DBPath, filepath.Ext(cfg.DBPath)) + "-files"
+	}
+	bs, err := disk.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_FILES_DIR %s: %w", dir, err)
+	}
+	return bs, nil
 }
 
 // openRaft joins this world replica to its Raft cluster (MESH_WORLD_PEERS). The peers' host

@@ -45,6 +45,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("ban and deactivate", func(t *testing.T) { testBan(t, c, m, owner) })
 	t.Run("settings", func(t *testing.T) { testSettings(t, c, owner) })
 	t.Run("pins and locked threads", func(t *testing.T) { testPinsLocks(t, c, m, owner) })
+	t.Run("files", func(t *testing.T) { testFiles(t, c, m, owner) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.

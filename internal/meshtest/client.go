@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +100,28 @@ func (c *Client) Must(t testing.TB, want int, method, path, token string, body a
 		t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, want, r.Body)
 	}
 	return r.JSON()
+}
+
+// Upload posts a file to /api/files as a multipart form: the field roomId (unless empty),
+// then the part file named name, whose part says it is claimedType (which the server must not
+// believe). headers are pairs.
+func (c *Client) Upload(t testing.TB, token, roomID, name, claimedType string, content []byte, headers ...string) Response {
+	t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	if roomID != "" {
+		_ = w.WriteField("roomId", roomID)
+	}
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, name))
+	h.Set("Content-Type", claimedType)
+	part, err := w.CreatePart(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = part.Write(content)
+	_ = w.Close()
+	return c.Do(t, "POST", "/api/files", token, body.Bytes(), append([]string{"Content-Type", w.FormDataContentType()}, headers...)...)
 }
 
 // User is a registered participant with its token.

@@ -22,6 +22,10 @@ const (
 // that share a room with the participant).
 const SubjectPresence = "mesh:presence"
 
+// SubjectSettings tells every API worker that the mesh's settings changed, so that they drop
+// what they keep of them (pub/sub: a worker that misses it reads them again within seconds).
+const SubjectSettings = "mesh:settings"
+
 // RoomSubject carries a room's events (pub/sub, at most once).
 func RoomSubject(roomID string) string { return "mesh:room:" + roomID }
 

@@ -12,6 +12,13 @@ type opDoc struct {
 	query    []string
 }
 
+// multipartOps take multipart/form-data (their opDoc's request names its schema); binaryOps
+// answer with a file's bytes.
+var (
+	multipartOps = map[string]bool{OpFilesUpload: true}
+	binaryOps    = map[string]bool{OpFilesGet: true}
+)
+
 var opDocs = map[string]opDoc{
 	OpSetupGet:       {"", "SetupState", nil},
 	OpSetupCreate:    {"SetupRequest", "Session", nil},
@@ -44,6 +51,10 @@ var opDocs = map[string]opDoc{
 	OpInvitesList:    {"", "InviteList", nil},
 	OpInvitesDelete:  {"", "", nil},
 	OpSearch:         {"", "MessageList", []string{"q", "roomId", "cursor", "limit"}},
+	OpFilesUpload:    {"FileUploadForm", "File", nil},
+	OpFilesGet:       {"", "", []string{"download"}},
+	OpFilesDelete:    {"", "", nil},
+	OpFilesList:      {"", "FileList", []string{"cursor", "limit"}},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -107,17 +118,26 @@ func OpenAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if d.request != "" {
+			ct := "application/json"
+			if multipartOps[r.Op] {
+				ct = "multipart/form-data"
+			}
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": ref(d.request)}}}
+				ct: map[string]any{"schema": ref(d.request)}}}
 		}
 		responses := map[string]any{}
 		status := "200"
 		switch {
+		case binaryOps[r.Op]:
+			responses[status] = map[string]any{
+				"description": "The file's bytes, with the sniffed Content-Type, Content-Length, an ETag (its SHA-256) and Content-Disposition (inline for images, audio, video, PDF and plain text; attachment otherwise, or with download=1). If-None-Match is honoured (304).",
+				"content":     map[string]any{"*/*": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}}}
+			responses["304"] = map[string]any{"description": "Not modified (If-None-Match matched the ETag)"}
 		case d.response == "":
 			status = "204"
 			responses[status] = map[string]any{"description": "Done"}
 		default:
-			if strings.HasSuffix(r.Op, ".create") || r.Op == OpAuthRegister || r.Op == OpMessagesSend {
+			if strings.HasSuffix(r.Op, ".create") || r.Op == OpAuthRegister || r.Op == OpMessagesSend || r.Op == OpFilesUpload {
 				status = "201"
 			}
 			responses[status] = map[string]any{"description": "OK", "content": map[string]any{
@@ -200,21 +220,33 @@ func schemas() map[string]any {
 		"Room": obj([]string{"id", "name", "topic", "private", "archived", "createdBy", "createdAt", "memberCount"}, map[string]any{
 			"id": str, "name": str, "topic": str, "private": boolean, "archived": boolean, "createdBy": str,
 			"createdAt": dateTime, "memberCount": integer}),
+		"File": obj([]string{"id", "roomId", "uploaderId", "name", "contentType", "size", "sha256", "createdAt", "messageId"}, map[string]any{
+			"id": str, "roomId": str, "uploaderId": str, "name": map[string]any{"type": "string", "maxLength": MaxFileNameBytes, "description": "As the uploader named it, without any folder"},
+			"contentType": map[string]any{"type": "string", "description": "Sniffed from the bytes, never taken from the client"},
+			"size":        integer, "sha256": map[string]any{"type": "string", "description": "Hex SHA-256 of the bytes"}, "createdAt": dateTime,
+			"messageId": map[string]any{"type": []string{"string", "null"}, "description": "The message it is attached to; null while only its uploader sees it"}}),
+		"FileUploadForm": obj([]string{"roomId", "file"}, map[string]any{
+			"roomId": map[string]any{"type": "string", "description": "Before the file part (or as the query parameter roomId)"},
+			"file":   map[string]any{"type": "string", "contentMediaType": "application/octet-stream", "description": "The file; its part's filename names it. At most the mesh's maxFileBytes (settings)."}}),
+		"FileList": listOf("File"),
 		"Message": obj([]string{"id", "roomId", "seq", "authorId", "content", "threadId", "to", "clientMsgId", "createdAt", "editedAt", "deleted", "reactions"}, map[string]any{
 			"id": str, "roomId": str, "seq": integer, "authorId": str, "content": str, "threadId": nullStr, "to": nullStr,
 			"clientMsgId": nullStr, "createdAt": dateTime, "editedAt": map[string]any{"type": []string{"string", "null"}, "format": "date-time"},
-			"deleted": boolean, "pinned": boolean, "locked": boolean, "reactions": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}}}),
+			"deleted": boolean, "pinned": boolean, "locked": boolean,
+			"attachments": map[string]any{"type": "array", "items": ref("File"), "description": "Absent when the message has none"}, "reactions": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}}}),
 		"Session":      obj([]string{"token", "participant"}, map[string]any{"token": str, "participant": ref("Participant")}),
 		"SetupState":   obj([]string{"needsSetup", "meshName"}, map[string]any{"needsSetup": boolean, "meshName": str}),
 		"SetupRequest": obj([]string{"meshName", "email", "password", "displayName"}, map[string]any{"meshName": str, "email": str, "password": map[string]any{"type": "string", "minLength": MinPasswordLength}, "displayName": str}),
 		"RegisterRequest": obj([]string{"email", "password", "displayName"}, map[string]any{"email": str, "password": map[string]any{"type": "string", "minLength": MinPasswordLength}, "displayName": str,
 			"inviteCode": map[string]any{"type": "string", "description": "Needed while registration is closed"}}),
-		"LoginRequest":    obj([]string{"email", "password"}, map[string]any{"email": str, "password": str}),
-		"RoomCreate":      obj([]string{"name"}, map[string]any{"name": str, "topic": str, "private": boolean}),
-		"RoomUpdate":      obj(nil, map[string]any{"name": str, "topic": str, "archived": boolean}),
-		"KickRequest":     obj([]string{"participantId"}, map[string]any{"participantId": str, "reason": str}),
-		"MuteRequest":     obj([]string{"participantId", "durationSeconds"}, map[string]any{"participantId": str, "durationSeconds": integer}),
-		"MessageCreate":   obj([]string{"content"}, map[string]any{"content": map[string]any{"type": "string", "maxLength": DefaultMaxContentBytes}, "threadId": str, "to": str, "clientMsgId": str}),
+		"LoginRequest": obj([]string{"email", "password"}, map[string]any{"email": str, "password": str}),
+		"RoomCreate":   obj([]string{"name"}, map[string]any{"name": str, "topic": str, "private": boolean}),
+		"RoomUpdate":   obj(nil, map[string]any{"name": str, "topic": str, "archived": boolean}),
+		"KickRequest":  obj([]string{"participantId"}, map[string]any{"participantId": str, "reason": str}),
+		"MuteRequest":  obj([]string{"participantId", "durationSeconds"}, map[string]any{"participantId": str, "durationSeconds": integer}),
+		"MessageCreate": obj(nil, map[string]any{"content": map[string]any{"type": "string", "maxLength": DefaultMaxContentBytes, "description": "Required, unless attachments are given"},
+			"threadId": str, "to": str, "clientMsgId": str,
+			"attachments": map[string]any{"type": "array", "maxItems": MaxAttachments, "items": str, "description": "IDs of files the sender uploaded for this room and has not attached yet"}}),
 		"MessageEdit":     obj([]string{"content"}, map[string]any{"content": str}),
 		"ReactionRequest": obj([]string{"emoji"}, map[string]any{"emoji": str}),
 		"RoomList":        listOf("Room"),

@@ -66,6 +66,13 @@ const (
 	OpInvitesList    = "invites.list"
 	OpInvitesDelete  = "invites.delete"
 	OpSearch         = "messages.search"
+	OpFilesUpload    = "files.upload"
+	OpFilesGet       = "files.get"
+	OpFilesDelete    = "files.delete"
+	OpFilesList      = "rooms.files"
+	// OpFilesAuthorize asks, before an upload's bytes are read, whether the actor may upload
+	// to a room and how large a file may be: the result is a FileGrant.
+	OpFilesAuthorize = "files.authorize"
 	// OpSessionOpen authenticates a WebSocket: the result is a SessionOpenResult.
 	OpSessionOpen = "session.open"
 )
@@ -117,8 +124,36 @@ var Routes = []Route{
 	{"POST", "/api/messages/{messageId}/reactions", OpReactionsAdd, true, "add_reactions", true, "React to a message"},
 	{"DELETE", "/api/messages/{messageId}/reactions/{emoji}", OpReactionsDel, true, "add_reactions", true, "Remove one's reaction"},
 	{"POST", "/api/rooms/{roomId}/invites", OpRoomInvite, true, "invite_members", true, "Bring a participant into a room (the way into a private one)"},
+	{"POST", "/api/files", OpFilesUpload, true, "upload_files", true, "Upload a file for a room (multipart/form-data: the field roomId, then the part file); attach it to a message by its id"},
+	{"GET", "/api/files/{fileId}", OpFilesGet, true, "view_rooms", false, "A file's bytes, to those who may see the message it is attached to (its uploader until then)"},
+	{"DELETE", "/api/files/{fileId}", OpFilesDelete, true, "", true, "Delete a file not yet attached (others' need manage_messages); an attached file goes with its message"},
+	{"GET", "/api/rooms/{roomId}/files", OpFilesList, true, "view_rooms", false, "A room's files one may see, newest first"},
 	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},
 	{"POST", "/api/rooms/{roomId}/mute", OpRoomsMute, true, "mute_members", true, "Mute a participant in a room"},
+}
+
+// InternalOps are operations the gateway sends on its own, with no route of their own: they
+// name their permission here all the same.
+var InternalOps = []Route{
+	{Op: OpSessionOpen, Auth: true, Summary: "Authenticate a WebSocket"},
+	{Op: OpFilesAuthorize, Auth: true, Permission: "upload_files", Summary: "May the actor upload to this room, and how much"},
+}
+
+// FileGrant answers OpFilesAuthorize: the upload's file ID and its largest size.
+type FileGrant struct {
+	FileID   string `json:"fileId"`
+	MaxBytes int64  `json:"maxBytes"`
+}
+
+// FileUpload is the body of OpFilesUpload, which the gateway sends once a file's bytes are
+// stored: what it measured of them, and what the client said.
+type FileUpload struct {
+	FileID      string `json:"fileId"`
+	RoomID      string `json:"roomId"`
+	Name        string `json:"name"`
+	ContentType string `json:"contentType"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
 }
 
 // Services a WebSocket event is sent to.
@@ -144,7 +179,7 @@ var WSEvents = []WSEvent{
 	{"authenticate", ServiceAPI, OpSessionOpen, nil, []string{"token"}, ""},
 	{"join_room", ServiceAPI, OpRoomsJoin, []string{"roomId"}, []string{"roomId"}, "join_rooms"},
 	{"leave_room", ServiceAPI, OpRoomsLeave, []string{"roomId"}, []string{"roomId"}, ""},
-	{"send_message", ServiceAPI, OpMessagesSend, []string{"roomId"}, []string{"roomId", "content"}, "send_messages"},
+	{"send_message", ServiceAPI, OpMessagesSend, []string{"roomId"}, []string{"roomId"}, "send_messages"},
 	{"edit_message", ServiceAPI, OpMessagesEdit, []string{"messageId"}, []string{"messageId", "content"}, ""},
 	{"delete_message", ServiceAPI, OpMessagesDelete, []string{"messageId"}, []string{"messageId"}, ""},
 	{"add_reaction", ServiceAPI, OpReactionsAdd, []string{"messageId"}, []string{"messageId", "emoji"}, "add_reactions"},

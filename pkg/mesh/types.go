@@ -58,6 +58,26 @@ type Message struct {
 	Pinned bool `json:"pinned"`
 	// Locked, on a thread's root: no one but holders of lock_threads may reply (an addition).
 	Locked bool `json:"locked"`
+	// Attachments are the files sent with the message (an addition; absent when none, and
+	// emptied when the message is deleted).
+	Attachments []File `json:"attachments,omitempty"`
+}
+
+// File is an uploaded file's record; its bytes live in a blob store under ID. A file belongs
+// to the room it was uploaded for. Until it is attached to a message only its uploader sees
+// it; then whoever may see that message (a whisper's files stay with the whisper's two
+// parties). Name is what the uploader called it, cleaned of any path: it is shown, never
+// used as a path. ContentType is sniffed from the bytes, never taken from the client.
+type File struct {
+	ID          string  `json:"id"`
+	RoomID      string  `json:"roomId"`
+	UploaderID  string  `json:"uploaderId"`
+	Name        string  `json:"name"`
+	ContentType string  `json:"contentType"`
+	Size        int64   `json:"size"`
+	SHA256      string  `json:"sha256"`
+	CreatedAt   Time    `json:"createdAt"`
+	MessageID   *string `json:"messageId"`
 }
 
 // VisibleTo reports whether participant id may see m (whispers are seen by their author
@@ -87,6 +107,12 @@ const (
 	MaxTopicRunes          = 500
 	MaxEmojiBytes          = 64
 	MaxClientMsgIDBytes    = 128
+	// DefaultMaxFileBytes bounds an uploaded file (25 MiB); the mesh's settings may lower it.
+	DefaultMaxFileBytes = 25 << 20
+	// MaxAttachments bounds the files of one message.
+	MaxAttachments = 10
+	// MaxFileNameBytes bounds a file's name (longer names are cut, at a rune boundary).
+	MaxFileNameBytes = 255
 )
 
 // Built-in role names (their permissions live in pkg/rbac).

@@ -109,7 +109,8 @@ type Rooms interface {
 	ListRooms(ctx context.Context, q RoomQuery) ([]mesh.Room, error)
 	// UpdateRoom returns the room as stored, with its MemberCount.
 	UpdateRoom(ctx context.Context, id string, u RoomUpdate) (mesh.Room, error)
-	// DeleteRoom removes the room, its memberships, messages and reactions.
+	// DeleteRoom removes the room, its memberships, messages, reactions and file records
+	// (not the files' bytes: the caller lists the room's files first and deletes those).
 	DeleteRoom(ctx context.Context, id string) error
 	// AddMember reports whether the participant was not a member before.
 	AddMember(ctx context.Context, roomID, participantID string) (added bool, err error)
@@ -161,7 +162,7 @@ type SearchQuery struct {
 // Messages are the rooms' messages and their reactions.
 type Messages interface {
 	// CreateMessage gives m (ID, RoomID, AuthorID, Content, ThreadID, To, ClientMsgID,
-	// CreatedAt set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
+	// CreatedAt and Attachments set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
 	// with no gap and no repeat even under concurrent writers. If m.ClientMsgID is set and the
 	// author already sent it in this room, nothing is stored and the first message is returned
 	// with created false. Likewise for an m.ID already stored (a redelivered command that
@@ -176,8 +177,9 @@ type Messages interface {
 	// EditMessage replaces the content and sets EditedAt to at. A deleted message cannot be
 	// edited (CodeNotFound).
 	EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error)
-	// DeleteMessage keeps id and seq, sets deleted and empties the content; reactions go, and
-	// the message is unpinned (a locked thread root stays locked). Deleting a deleted message
+	// DeleteMessage keeps id and seq, sets deleted and empties the content and attachments
+	// (not the file records: the caller deletes those); reactions go, and the message is
+	// unpinned (a locked thread root stays locked). Deleting a deleted message
 	// is not an error.
 	DeleteMessage(ctx context.Context, id string) (mesh.Message, error)
 	// AddReaction reports whether the reaction is new; the message comes back updated. A
@@ -334,8 +336,45 @@ type Invites interface {
 	UseInvite(ctx context.Context, code string, now time.Time) (Invite, error)
 }
 
+// FileQuery selects a room's files for ListFiles, newest first (by ID: IDs are ULIDs), with
+// ID below Before when set (a cursor), at most Limit (0 means mesh.DefaultListLimit; capped at
+// mesh.MaxListLimit, but a caller may ask for one more than a page). With a Viewer, only what
+// the viewer may see: the files attached to messages it may see (a whisper's files only to
+// the whisper's author and addressee) and its own unattached ones. With no Viewer, every file
+// of the room (for clean-up).
+type FileQuery struct {
+	RoomID string
+	Viewer string
+	Before string
+	Limit  int
+}
+
+// Files are the records of uploaded files (their bytes are in a blob.Store, under the same
+// ID). A message's attachments are stored with the message itself (mesh.Message.Attachments,
+// written by CreateMessage); the file records say which message each file went to.
+type Files interface {
+	// CreateFile stores f (every field set but MessageID, which starts unset). A known ID
+	// (a redelivered command) returns the stored record with created false; the room is not
+	// checked.
+	CreateFile(ctx context.Context, f mesh.File) (file mesh.File, created bool, err error)
+	// File returns a file's record; CodeNotFound for an unknown ID.
+	File(ctx context.Context, id string) (mesh.File, error)
+	// FilesByIDs returns the records that exist among ids, in no particular order.
+	FilesByIDs(ctx context.Context, ids []string) ([]mesh.File, error)
+	// AttachFiles records that the files went with message m (its ID; m.To, for a whisper,
+	// decides who may see them in ListFiles). A file already attached to m stays so (a
+	// redelivered command); if any file is unknown or attached to another message it is
+	// CodeConflict, and the others are attached all the same.
+	AttachFiles(ctx context.Context, m mesh.Message, ids []string) error
+	// DeleteFiles removes the records; unknown IDs are skipped.
+	DeleteFiles(ctx context.Context, ids []string) error
+	// ListFiles lists a room's files; see FileQuery. An unknown room has none.
+	ListFiles(ctx context.Context, q FileQuery) ([]mesh.File, error)
+}
+
 // Store is every aggregate, over one database.
 type Store interface {
+	Files
 	Invites
 	Audit
 	Roles

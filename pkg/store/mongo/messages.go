@@ -20,7 +20,7 @@ import (
 
 // messageDoc is a message in messages. Room is the room's key (RoomID its id); (Room, Seq) is
 // unique, and so is (Room, Author, ClientKey). Pinned and Locked are absent (false) on most
-// messages: a new message is stored without them.
+// messages: a new message is stored without them; so are Attachments when there are none.
 type messageDoc struct {
 	ID      string  `bson:"_id"`
 	Room    string  `bson:"room"`
@@ -38,6 +38,9 @@ type messageDoc struct {
 	Deleted   bool           `bson:"deleted"`
 	Pinned    bool           `bson:"pinned,omitempty"`
 	Locked    bool           `bson:"locked,omitempty"`
+	// Attachments are the message's files, as CreateMessage was given them; a deletion
+	// removes the field.
+	Attachments []attachmentDoc `bson:"attachments,omitempty"`
 }
 
 func clientKey(m *mesh.Message) string {
@@ -56,6 +59,8 @@ func (d *messageDoc) message() mesh.Message {
 	}
 	if d.Deleted {
 		m.Content = "" // as it is stored, once a racing edit has been undone (see EditMessage)
+	} else {
+		m.Attachments = attachments(d.Attachments)
 	}
 	if c, ok := strings.CutPrefix(d.ClientKey, "c:"); ok {
 		m.ClientMsgID = &c
@@ -182,6 +187,7 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 	d := messageDoc{
 		ID: m.ID, Room: room.Key, RoomID: room.ID, Author: m.AuthorID, Content: m.Content,
 		Thread: m.ThreadID, To: m.To, ClientKey: clientKey(&m), CreatedAt: date(m.CreatedAt.Time),
+		Attachments: attachmentDocs(m.Attachments),
 	}
 	if len(m.Content) > maxMessageBytes/2 {
 		// Refused here, not by the server: it would fail the batch it is in.
@@ -683,19 +689,22 @@ func (s *Store) isDeleted(ctx context.Context, id string) (bool, error) {
 	return findOne(ctx, s.deletions, bson.D{{Key: "_id", Value: id}}, &d)
 }
 
-// markDeleted empties the message, unpins it and flags it deleted, and removes its reactions.
+// markDeleted empties the message (content and attachments), unpins it and flags it deleted,
+// and removes its reactions.
 func (s *Store) markDeleted(ctx context.Context, id string) error {
-	if _, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "content", Value: ""}, {Key: "deleted", Value: true}, {Key: "pinned", Value: false},
-	}}}); err != nil {
+	if _, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
+		{Key: "$set", Value: bson.D{{Key: "content", Value: ""}, {Key: "deleted", Value: true}, {Key: "pinned", Value: false}}},
+		{Key: "$unset", Value: bson.D{{Key: "attachments", Value: ""}}},
+	}); err != nil {
 		return err
 	}
 	_, err := s.reactions.DeleteMany(ctx, bson.D{{Key: "m", Value: id}})
 	return err
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content, unpins
-// it and removes its reactions (a locked thread stays locked). Deleting a deleted message is not an error. The deletion mark is
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
+// attachments (the file records stay), unpins it and removes its reactions (a locked thread
+// stays locked). Deleting a deleted message is not an error. The deletion mark is
 // inserted first: from then on the message is deleted for every writer (see EditMessage and
 // AddReaction), and the steps that follow may be repeated by anyone.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {

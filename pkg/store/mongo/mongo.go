@@ -32,10 +32,13 @@
 //     Like a room, an invite has a key, new each time the code is created, and its uses are
 //     stored under that key, so uses left over by a deletion (or racing with it) never count
 //     for a code created again.
+//   - A file's attachment to a message: a claim inserted under the file's ID (see AttachFiles),
+//     so of two messages racing for a file exactly one gets it. Only the claim's holder then
+//     writes the file record's message.
 //
 // Deletion without transactions: a room has a key, random and new each time a room is
-// created, and everything in the room (memberships, mutes, messages, reactions) is stored
-// under that key. Deleting the room document is the one step that deletes the room; what is
+// created, and everything in the room (memberships, mutes, messages, reactions, file records
+// and their claims) is stored under that key. Deleting the room document is the one step that deletes the room; what is
 // under its key is then unreachable, and is purged next. A purge cut short (a crash), or a
 // write racing with the deletion, leaves garbage that no read returns, never a leftover in a
 // room created again under the same id. A deleted message gets a document in deletions (an
@@ -94,7 +97,7 @@ type Store struct {
 	db     *mongodb.Database
 
 	participants, rooms, memberships, mutes, messages, deletions, reactions,
-	tokens, settings, idempotency, roles, audit, invites, inviteUses *mongodb.Collection
+	tokens, settings, idempotency, roles, audit, invites, inviteUses, files, fileClaims *mongodb.Collection
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -129,6 +132,8 @@ const (
 	collAudit        = "audit"
 	collInvites      = "invites"
 	collInviteUses   = "inviteUses"
+	collFiles        = "files"
+	collFileClaims   = "fileClaims"
 )
 
 // Open connects to the MongoDB deployment at uri (a "mongodb://" or "mongodb+srv://"
@@ -180,6 +185,8 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		audit:        db.Collection(collAudit),
 		invites:      db.Collection(collInvites),
 		inviteUses:   db.Collection(collInviteUses),
+		files:        db.Collection(collFiles),
+		fileClaims:   db.Collection(collFileClaims),
 
 		now:           opts.Now,
 		purgeInterval: opts.PurgeInterval,
@@ -226,6 +233,8 @@ var indexes = []index{
 	{collAudit, bson.D{{Key: "action", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{collAudit, bson.D{{Key: "target", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{collInviteUses, bson.D{{Key: "key", Value: 1}}, false},
+	{collFiles, bson.D{{Key: "room", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{collFileClaims, bson.D{{Key: "room", Value: 1}}, false},
 }
 
 // ensureIndexes makes the indexes that are missing; making an existing one again is a no-op,

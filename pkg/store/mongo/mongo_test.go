@@ -576,3 +576,75 @@ func TestCreateRoomTaken(t *testing.T) {
 		t.Errorf("memberships of b: %d, %v; want none left", n, err)
 	}
 }
+
+// TestFileLeftovers: a claim whose file record was not written (a failure between the two
+// writes of AttachFiles) keeps the file for its message, which completes the attachment when
+// it tries again; and file records that a room's deletion left behind (a purge cut short) are
+// not listed in a room created again under the same id.
+func TestFileLeftovers(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	newFile := func(id string) mesh.File {
+		return mesh.File{ID: id, RoomID: "r1", UploaderID: "a", Name: id, ContentType: "text/plain",
+			Size: 1, SHA256: "00", CreatedAt: mesh.Now()}
+	}
+	f, _, err := s.CreateFile(ctx, newFile("f1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := send(t, s, newMessage("r1", "a")), send(t, s, newMessage("r1", "a"))
+	old, _, err := s.roomByID(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.fileClaims.InsertOne(ctx, fileClaimDoc{ID: f.ID, M: first.ID, Room: old.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AttachFiles(ctx, second, []string{f.ID}); !mesh.IsCode(err, mesh.CodeConflict) {
+		t.Errorf("AttachFiles(another message, claimed file): %v, want CodeConflict", err)
+	}
+	if err := s.AttachFiles(ctx, first, []string{f.ID}); err != nil {
+		t.Errorf("AttachFiles(the claim's message): %v", err)
+	}
+	if got, err := s.File(ctx, f.ID); err != nil || got.MessageID == nil || *got.MessageID != first.ID {
+		t.Errorf("File after the retry = %+v, %v; want attached to %s", got, err, first.ID)
+	}
+
+	// Keep a copy of the room's file records and claims, delete the room, put them back.
+	if _, _, err := s.CreateFile(ctx, newFile("f2")); err != nil {
+		t.Fatal(err)
+	}
+	byKey := bson.D{{Key: "room", Value: old.Key}}
+	saved := map[*mongodb.Collection][]bson.Raw{}
+	for _, c := range []*mongodb.Collection{s.files, s.fileClaims} {
+		docs, err := findAll[bson.Raw](ctx, c, byKey)
+		if err != nil || len(docs) == 0 {
+			t.Fatalf("%s: %d documents, %v", c.Name(), len(docs), err)
+		}
+		saved[c] = docs
+	}
+	if err := s.DeleteRoom(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	for c, docs := range saved {
+		for _, d := range docs {
+			if _, err := c.InsertOne(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	createRoom(t, s, "r1", "a")
+	for _, viewer := range []string{"a", ""} {
+		if fs, err := s.ListFiles(ctx, store.FileQuery{RoomID: "r1", Viewer: viewer}); err != nil || len(fs) != 0 {
+			t.Errorf("ListFiles(new r1, viewer %q) = %d files, %v; want none", viewer, len(fs), err)
+		}
+	}
+	// A file created for the new room is listed.
+	if _, _, err := s.CreateFile(ctx, newFile("f3")); err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := s.ListFiles(ctx, store.FileQuery{RoomID: "r1"}); err != nil || len(fs) != 1 || fs[0].ID != "f3" {
+		t.Errorf("ListFiles(new r1) = %+v, %v; want f3", fs, err)
+	}
+}

@@ -244,3 +244,15 @@ func (h *twoStores) DeleteInvite(ctx context.Context, code string) error {
 func (h *twoStores) UseInvite(ctx context.Context, code string, now time.Time) (store.Invite, error) {
 	return h.w().UseInvite(ctx, code, now)
 }
+
+func (h *twoStores) CreateFile(ctx context.Context, f mesh.File) (mesh.File, bool, error) {
+	return h.w().CreateFile(ctx, f)
+}
+
+func (h *twoStores) AttachFiles(ctx context.Context, m mesh.Message, ids []string) error {
+	return h.w().AttachFiles(ctx, m, ids)
+}
+
+func (h *twoStores) DeleteFiles(ctx context.Context, ids []string) error {
+	return h.w().DeleteFiles(ctx, ids)
+}

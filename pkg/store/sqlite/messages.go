@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -30,7 +31,7 @@ func withReactions(inner string) string {
 // which must keep each message's rows together: end it with m.id if it may tie).
 func withReactionsOrdered(inner, order string) string {
 	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
-		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked,
+		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked, m.attachments,
 		r.emoji, r.participant_id
 	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
 	ORDER BY ` + order + `, r.id`
@@ -50,13 +51,19 @@ func queryMessages(ctx context.Context, q querier, query string, args ...any) ([
 			thread, to, clientMsgID sql.NullString
 			created                 int64
 			edited                  sql.NullInt64
+			attachments             sql.NullString
 			emoji, reactor          sql.NullString
 		)
 		if err := rows.Scan(&m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
-			&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &emoji, &reactor); err != nil {
+			&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &attachments,
+			&emoji, &reactor); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != m.ID {
+			var err error
+			if m.Attachments, err = decodeAttachments(attachments); err != nil {
+				return nil, fmt.Errorf("message %s: attachments: %w", m.ID, err)
+			}
 			m.ThreadID = stringPtr(thread)
 			m.To = stringPtr(to)
 			m.ClientMsgID = stringPtr(clientMsgID)
@@ -99,6 +106,7 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 	m.EditedAt = nil
 	m.Deleted, m.Pinned, m.Locked = false, false, false
 	m.Reactions = map[string][]string{}
+	m.Attachments = storedAttachments(m.Attachments)
 	req := &createReq{m: m, done: make(chan struct{})}
 	s.cmu.RLock()
 	if s.closed {
@@ -246,11 +254,15 @@ func createIn(ctx context.Context, tx *wtx, m *mesh.Message) (created bool, err 
 		if err != nil {
 			return false, err
 		}
+		attachments, err := encodeAttachments(m.Attachments)
+		if err != nil {
+			return false, err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages
-				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at, attachments)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, m.RoomID, m.Seq, m.AuthorID, m.Content, nullString(m.ThreadID), nullString(m.To),
-			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli())
+			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli(), attachments)
 		return err == nil, err
 	}
 }
@@ -418,12 +430,14 @@ func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Tim
 	return m, nil
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content, unpins
-// it and removes its reactions (a locked thread stays locked). Deleting a deleted message changes nothing and is not an error.
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
+// attachments (the file records stay), unpins it and removes its reactions (a locked thread
+// stays locked). Deleting a deleted message changes nothing and is not an error.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
 	var m mesh.Message
 	err := s.write(ctx, "delete message", func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '', pinned = 0 WHERE id = ?`, id)
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '', pinned = 0, attachments = NULL
+			WHERE id = ?`, id)
 		if err != nil {
 			return err
 		}

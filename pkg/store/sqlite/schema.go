@@ -22,6 +22,7 @@ var migrations = []migration{
 	{version: 3, name: "audit log", sql: schemaV3},
 	{version: 4, name: "pinned messages, locked threads", sql: schemaV4},
 	{version: 5, name: "invites", sql: schemaV5},
+	{version: 6, name: "files, message attachments", sql: schemaV6},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -188,6 +189,34 @@ CREATE TABLE invite_uses (
 	at   INTEGER NOT NULL,
 	PRIMARY KEY (code, n)
 ) STRICT, WITHOUT ROWID;
+`
+
+// schemaV6 adds the file records and the messages' attachments.
+//
+//   - files.message_id is the message the file went with (NULL until it is attached), and
+//     files.to_id that message's addressee (NULL unless it is a whisper): ListFiles decides who
+//     may see a file from the file's row alone. AttachFiles sets both with one conditional
+//     UPDATE (message_id IS NULL OR the same message), so a file goes with one message only.
+//   - files.room_id is not a reference to rooms: CreateFile does not check the room, and
+//     DeleteRoom deletes the room's files itself. The index serves ListFiles: a room's files by
+//     id (ULIDs, so newest last), and the Before cursor.
+//   - messages.attachments is the message's files as a JSON array (see attachment), NULL for
+//     none; DeleteMessage sets it back to NULL. Like pinned and locked, it comes last.
+const schemaV6 = `
+CREATE TABLE files (
+	id           TEXT PRIMARY KEY,
+	room_id      TEXT NOT NULL,
+	uploader_id  TEXT NOT NULL,
+	name         TEXT NOT NULL,
+	content_type TEXT NOT NULL,
+	size         INTEGER NOT NULL,
+	sha256       TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	message_id   TEXT,
+	to_id        TEXT
+) STRICT, WITHOUT ROWID;
+CREATE INDEX files_room ON files (room_id, id);
+ALTER TABLE messages ADD COLUMN attachments TEXT;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

@@ -440,3 +440,51 @@ func TestMigrationPinsLocks(t *testing.T) {
 		t.Fatalf("SetLocked after migrating = %+v, %v", got, err)
 	}
 }
+
+// TestMigrationFiles opens a database at schema 5 holding a message, then migrates it: the
+// message reads back without attachments, a message with attachments can be sent, and files
+// can be recorded, attached and listed.
+func TestMigrationFiles(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mesh.db")
+	old, err := open(ctx, path, Options{}, migrations[:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateRoom(ctx, mesh.Room{ID: "r1", Name: "r1", CreatedAt: mesh.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// As this build's code writes the new column, the message is inserted as a schema 5 build did.
+	if _, err := old.w.db.ExecContext(ctx, `UPDATE rooms SET last_seq = 1 WHERE id = 'r1';
+		INSERT INTO messages (id, room_id, seq, author_id, content, created_at)
+		VALUES ('m1', 'r1', 1, 'a', 'x', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openTest(t, path, Options{})
+	if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
+	}
+	got, err := s.Message(ctx, "m1")
+	if err != nil || got.Attachments != nil || got.Content != "x" || got.Seq != 1 {
+		t.Fatalf("migrated message = %+v, %v; want no attachments, content x, seq 1", got, err)
+	}
+	f, created, err := s.CreateFile(ctx, mesh.File{ID: "f1", RoomID: "r1", UploaderID: "a", Name: "a.txt",
+		ContentType: "text/plain", Size: 3, SHA256: "abc", CreatedAt: mesh.Now()})
+	if err != nil || !created {
+		t.Fatalf("CreateFile after migrating = %v, %v", created, err)
+	}
+	m, _, err := s.CreateMessage(ctx, mesh.Message{ID: "m2", RoomID: "r1", AuthorID: "a", Content: "file",
+		CreatedAt: mesh.Now(), Attachments: []mesh.File{f}})
+	if err != nil || m.Seq != 2 || len(m.Attachments) != 1 {
+		t.Fatalf("CreateMessage with an attachment after migrating = %+v, %v", m, err)
+	}
+	if err := s.AttachFiles(ctx, m, []string{"f1"}); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := s.ListFiles(ctx, store.FileQuery{RoomID: "r1", Viewer: "b"})
+	if err != nil || len(fs) != 1 || fs[0].MessageID == nil || *fs[0].MessageID != "m2" {
+		t.Fatalf("ListFiles after migrating = %+v, %v; want f1, attached to m2", fs, err)
+	}
+}

@@ -130,3 +130,15 @@ func (h *twoHandles) DeleteInvite(ctx context.Context, code string) error {
 func (h *twoHandles) UseInvite(ctx context.Context, code string, now time.Time) (store.Invite, error) {
 	return h.w().UseInvite(ctx, code, now)
 }
+
+func (h *twoHandles) CreateFile(ctx context.Context, f mesh.File) (mesh.File, bool, error) {
+	return h.w().CreateFile(ctx, f)
+}
+
+func (h *twoHandles) AttachFiles(ctx context.Context, m mesh.Message, ids []string) error {
+	return h.w().AttachFiles(ctx, m, ids)
+}
+
+func (h *twoHandles) DeleteFiles(ctx context.Context, ids []string) error {
+	return h.w().DeleteFiles(ctx, ids)
+}

@@ -202,7 +202,8 @@ func checkRoom(t *testing.T, what string, got, want mesh.Room) {
 	}
 }
 
-// checkMessage compares every field; Reactions must be non-nil.
+// checkMessage compares every field; Reactions must be non-nil. No attachments may be nil or
+// empty (JSON omits both).
 func checkMessage(t *testing.T, what string, got, want mesh.Message) {
 	t.Helper()
 	if got.ID != want.ID || got.RoomID != want.RoomID || got.Seq != want.Seq ||
@@ -228,6 +229,7 @@ func checkMessage(t *testing.T, what string, got, want mesh.Message) {
 	case got.EditedAt == nil || want.EditedAt == nil || !sameTime(got.EditedAt.Time, want.EditedAt.Time):
 		t.Errorf("%s: EditedAt = %v, want %v", what, got.EditedAt, want.EditedAt)
 	}
+	checkFiles(t, what+": Attachments", got.Attachments, want.Attachments)
 	if got.Reactions == nil {
 		t.Errorf("%s: Reactions is nil, want a map", what)
 	}

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Roles", roleTests},
 		{"Audit", auditTests},
 		{"Invites", inviteTests},
+		{"Files", fileTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {
