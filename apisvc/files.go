@@ -21,8 +21,7 @@ import (
 // stored, records the file. Reading one (files.get) answers with its record, if the actor may
 // see it; the gateway then streams the bytes.
 
-// uploadRoom checks that the actor may put a file in the room: the rules of sending a
-// message there (a member, the room not archived, the actor not muted).
+// uploadRoom checks that the actor may put a file in the room: the rules of posting there.
 func (s *Service) uploadRoom(ctx context.Context, c *call, room string) error {
 	if room == "" {
 		return mesh.Errorf(mesh.CodeBadRequest, "roomId is required")
@@ -30,22 +29,7 @@ func (s *Service) uploadRoom(ctx context.Context, c *call, room string) error {
 	if len(room) > 128 {
 		return mesh.Errorf(mesh.CodeBadRequest, "roomId is too long")
 	}
-	acc, err := s.store.Access(ctx, room, c.actor.ID)
-	if err != nil {
-		return err
-	}
-	switch {
-	case acc.Room.Private && !acc.Member:
-		return mesh.Errorf(mesh.CodeNotFound, "no such room")
-	case !acc.Member:
-		return mesh.Errorf(mesh.CodeForbidden, "join the room to upload files there")
-	case acc.Room.Archived:
-		return mesh.Errorf(mesh.CodeForbidden, "the room is archived")
-	case acc.MutedUntil.After(c.now):
-		return mesh.Errorf(mesh.CodeMuted, "you are muted in this room").
-			WithDetails(map[string]any{"until": mesh.TimeOf(acc.MutedUntil)})
-	}
-	return nil
+	return s.postable(ctx, c, room)
 }
 
 func (s *Service) filesAuthorize(ctx context.Context, c *call) (any, error) {

@@ -102,9 +102,17 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.post(ctx, c, room, content, in, nil)
+}
+
+// post stores a new message (or feed event) in room and announces it: the actor must be a
+// member not muted, the room not archived; a thread must be a root of the room (and a locked
+// one needs lock_threads); a whisper needs send_whispers and an addressee in the room;
+// attachments must be the actor's files of the room.
+func (s *Service) post(ctx context.Context, c *call, room, content string, in messageInput, event *mesh.FeedEvent) (any, error) {
 	m := mesh.Message{
 		ID: c.entityID(), RoomID: room, AuthorID: c.actor.ID, Content: content,
-		CreatedAt: mesh.TimeOf(c.now), Reactions: map[string][]string{},
+		CreatedAt: mesh.TimeOf(c.now), Reactions: map[string][]string{}, Event: event,
 	}
 	if in.ClientMsgID != nil && *in.ClientMsgID != "" {
 		if len(*in.ClientMsgID) > mesh.MaxClientMsgIDBytes {
@@ -112,22 +120,8 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		}
 		m.ClientMsgID = in.ClientMsgID
 	}
-	acc, err := s.store.Access(ctx, room, c.actor.ID)
-	if err != nil {
+	if err := s.postable(ctx, c, room); err != nil {
 		return nil, err
-	}
-	if acc.Room.Private && !acc.Member {
-		return nil, mesh.Errorf(mesh.CodeNotFound, "no such room")
-	}
-	if !acc.Member {
-		return nil, mesh.Errorf(mesh.CodeForbidden, "join the room to send messages there")
-	}
-	if acc.Room.Archived {
-		return nil, mesh.Errorf(mesh.CodeForbidden, "the room is archived")
-	}
-	if acc.MutedUntil.After(c.now) {
-		return nil, mesh.Errorf(mesh.CodeMuted, "you are muted in this room").
-			WithDetails(map[string]any{"until": mesh.TimeOf(acc.MutedUntil)})
 	}
 	if in.ThreadID != nil && *in.ThreadID != "" {
 		root, err := s.store.Message(ctx, *in.ThreadID)
@@ -158,6 +152,7 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		}
 		m.To = in.To
 	}
+	var err error
 	if m.Attachments, err = s.attachments(ctx, c, m.ID, room, in.Attachments); err != nil {
 		return nil, err
 	}
@@ -180,6 +175,27 @@ func (s *Service) messagesSend(ctx context.Context, c *call) (any, error) {
 		s.messageEvent(ctx, "message", &msg, messageFrame{Type: "message", Message: &msg})
 	}
 	return msg, nil
+}
+
+// postable checks that the actor may post in the room (a message, a file, a feed event): a
+// member, the room not archived, the actor not muted. A private room it is not in is not found.
+func (s *Service) postable(ctx context.Context, c *call, room string) error {
+	acc, err := s.store.Access(ctx, room, c.actor.ID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case acc.Room.Private && !acc.Member:
+		return mesh.Errorf(mesh.CodeNotFound, "no such room")
+	case !acc.Member:
+		return mesh.Errorf(mesh.CodeForbidden, "join the room to post there")
+	case acc.Room.Archived:
+		return mesh.Errorf(mesh.CodeForbidden, "the room is archived")
+	case acc.MutedUntil.After(c.now):
+		return mesh.Errorf(mesh.CodeMuted, "you are muted in this room").
+			WithDetails(map[string]any{"until": mesh.TimeOf(acc.MutedUntil)})
+	}
+	return nil
 }
 
 // ownMessage loads a message the actor may change: its own, or another's with
@@ -223,6 +239,9 @@ func (s *Service) messagesEdit(ctx context.Context, c *call) (any, error) {
 	m, err := s.ownMessage(ctx, c)
 	if err != nil {
 		return nil, err
+	}
+	if m.Event != nil {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "a feed event cannot be edited: post another")
 	}
 	content, err := s.content(ctx, in.Content, len(m.Attachments) > 0)
 	if err != nil {

@@ -211,7 +211,9 @@ func (s *Service) assignRole(ctx context.Context, c *call) (any, error) {
 		return nil, mesh.Errorf(mesh.CodeForbidden, "you cannot raise your own role")
 	case !self && !rbac.Outranks(s.resolver(ctx), c.actor.Role, t.Role):
 		return nil, mesh.Errorf(mesh.CodeForbidden, "you need a higher role than %s's", t.DisplayName)
-	case newRole.Priority >= mine && !(c.actor.Role == mesh.RoleOwner && newRole.Name == mesh.RoleOwner):
+	case newRole.Name == mesh.RoleOwner && !s.allowed(ctx, c.actor, rbac.ManageMesh):
+		return nil, mesh.Errorf(mesh.CodeForbidden, "making an owner needs manage_mesh")
+	case newRole.Priority >= mine && newRole.Name != mesh.RoleOwner:
 		return nil, mesh.Errorf(mesh.CodeForbidden, "you can give only roles below your own")
 	}
 	if t.Role == mesh.RoleOwner && newRole.Name != mesh.RoleOwner {

@@ -3,6 +3,7 @@ package apisvc
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/themesh/mesh/pkg/mesh"
@@ -103,5 +104,23 @@ func TestCustomRoles(t *testing.T) {
 	}
 	if rep := s.Handle(ctx, cmd(mesh.OpRolesDelete, admin, map[string]string{"name": "reviewer"}, "")); rep.Error != nil || rep.Status != 204 {
 		t.Fatalf("delete an unused role: %+v", rep)
+	}
+	// manage_mesh is what makes owners: a custom role that holds it may, below the owner.
+	if c := code(s.Handle(ctx, cmd(mesh.OpRolesCreate, admin, nil, `{"name":"steward","priority":950,"permissions":["assign_roles","manage_mesh"]}`))); c != "" {
+		t.Fatalf("create steward: %q", c)
+	}
+	steward := register(t, s, "s@example.com")
+	heir := register(t, s, "h@example.com")
+	if c := code(s.Handle(ctx, cmd(mesh.OpRoleAssign, admin, map[string]string{"participantId": steward.ID}, `{"role":"steward"}`))); c != "" {
+		t.Fatalf("give steward: %q", c)
+	}
+	if c := code(s.Handle(ctx, cmd(mesh.OpRoleAssign, owner, map[string]string{"participantId": heir.ID}, `{"role":"owner"}`))); c != mesh.CodeForbidden {
+		t.Fatalf("an admin (once owner) makes an owner: %q", c)
+	}
+	if c := code(s.Handle(ctx, cmd(mesh.OpRoleAssign, steward, map[string]string{"participantId": heir.ID}, `{"role":"owner"}`))); c != "" {
+		t.Fatalf("a steward makes an owner: %q", c)
+	}
+	if me := s.Handle(ctx, cmd(mesh.OpAuthMe, heir, nil, "")); !json.Valid(me.Result) || !strings.Contains(string(me.Result), `"role":"owner"`) {
+		t.Fatalf("heir = %s", me.Result)
 	}
 }

@@ -463,6 +463,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpFilesGet:       {s.filesGet, 0},
 		mesh.OpFilesDelete:    {s.filesDelete, 204},
 		mesh.OpFilesList:      {s.filesList, 0},
+		mesh.OpFeedPost:       {s.feedPost, 201},
 	}
 	ops := map[string]op{}
 	for _, r := range mesh.Routes {

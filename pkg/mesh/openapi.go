@@ -55,6 +55,7 @@ var opDocs = map[string]opDoc{
 	OpFilesGet:       {"", "", []string{"download"}},
 	OpFilesDelete:    {"", "", nil},
 	OpFilesList:      {"", "FileList", []string{"cursor", "limit"}},
+	OpFeedPost:       {"FeedEventCreate", "Message", nil},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -137,7 +138,7 @@ func OpenAPI() map[string]any {
 			status = "204"
 			responses[status] = map[string]any{"description": "Done"}
 		default:
-			if strings.HasSuffix(r.Op, ".create") || r.Op == OpAuthRegister || r.Op == OpMessagesSend || r.Op == OpFilesUpload {
+			if strings.HasSuffix(r.Op, ".create") || r.Op == OpAuthRegister || r.Op == OpMessagesSend || r.Op == OpFilesUpload || r.Op == OpFeedPost {
 				status = "201"
 			}
 			responses[status] = map[string]any{"description": "OK", "content": map[string]any{
@@ -229,11 +230,20 @@ func schemas() map[string]any {
 			"roomId": map[string]any{"type": "string", "description": "Before the file part (or as the query parameter roomId)"},
 			"file":   map[string]any{"type": "string", "contentMediaType": "application/octet-stream", "description": "The file; its part's filename names it. At most the mesh's maxFileBytes (settings)."}}),
 		"FileList": listOf("File"),
+		"FeedEvent": obj([]string{"kind", "title"}, map[string]any{
+			"kind":  map[string]any{"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,39}$", "description": "A short machine name, such as ci.build"},
+			"title": map[string]any{"type": "string", "maxLength": MaxFeedTitleRunes}, "body": str,
+			"url":  map[string]any{"type": "string", "format": "uri", "description": "http or https"},
+			"data": map[string]any{"type": "object", "description": "The event's own JSON object (at most 8 KiB), kept as sent"}}),
+		"FeedEventCreate": obj([]string{"kind", "title"}, map[string]any{
+			"kind": str, "title": str, "body": str, "url": str, "data": map[string]any{"type": "object"},
+			"threadId": str, "clientMsgId": str}),
 		"Message": obj([]string{"id", "roomId", "seq", "authorId", "content", "threadId", "to", "clientMsgId", "createdAt", "editedAt", "deleted", "reactions"}, map[string]any{
 			"id": str, "roomId": str, "seq": integer, "authorId": str, "content": str, "threadId": nullStr, "to": nullStr,
 			"clientMsgId": nullStr, "createdAt": dateTime, "editedAt": map[string]any{"type": []string{"string", "null"}, "format": "date-time"},
 			"deleted": boolean, "pinned": boolean, "locked": boolean,
-			"attachments": map[string]any{"type": "array", "items": ref("File"), "description": "Absent when the message has none"}, "reactions": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}}}),
+			"attachments": map[string]any{"type": "array", "items": ref("File"), "description": "Absent when the message has none"},
+			"event":       map[string]any{"$ref": "#/components/schemas/FeedEvent", "description": "On feed events only"}, "reactions": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}}}),
 		"Session":      obj([]string{"token", "participant"}, map[string]any{"token": str, "participant": ref("Participant")}),
 		"SetupState":   obj([]string{"needsSetup", "meshName"}, map[string]any{"needsSetup": boolean, "meshName": str}),
 		"SetupRequest": obj([]string{"meshName", "email", "password", "displayName"}, map[string]any{"meshName": str, "email": str, "password": map[string]any{"type": "string", "minLength": MinPasswordLength}, "displayName": str}),

@@ -70,6 +70,7 @@ const (
 	OpFilesGet       = "files.get"
 	OpFilesDelete    = "files.delete"
 	OpFilesList      = "rooms.files"
+	OpFeedPost       = "feed.post"
 	// OpFilesAuthorize asks, before an upload's bytes are read, whether the actor may upload
 	// to a room and how large a file may be: the result is a FileGrant.
 	OpFilesAuthorize = "files.authorize"
@@ -91,7 +92,7 @@ var Routes = []Route{
 	{"POST", "/api/roles", OpRolesCreate, true, "manage_roles", true, "Create a custom role (its priority below yours, only permissions you hold)"},
 	{"PATCH", "/api/roles/{name}", OpRolesUpdate, true, "manage_roles", true, "Change a custom role's priority or permissions"},
 	{"DELETE", "/api/roles/{name}", OpRolesDelete, true, "manage_roles", true, "Delete a custom role nobody holds (built-in roles cannot be deleted)"},
-	{"PUT", "/api/participants/{participantId}/role", OpRoleAssign, true, "assign_roles", true, "Give a participant a role"},
+	{"PUT", "/api/participants/{participantId}/role", OpRoleAssign, true, "assign_roles", true, "Give a participant a role (the owner role needs manage_mesh)"},
 	{"GET", "/api/participants", OpParticipants, true, "view_members", false, "The mesh's participants (emails to manage_members holders)"},
 	{"POST", "/api/participants/{participantId}/ban", OpBan, true, "ban_members", true, "Ban a participant: no login, no connection, its sockets close"},
 	{"DELETE", "/api/participants/{participantId}/ban", OpUnban, true, "ban_members", true, "Lift a ban"},
@@ -128,6 +129,7 @@ var Routes = []Route{
 	{"GET", "/api/files/{fileId}", OpFilesGet, true, "view_rooms", false, "A file's bytes, to those who may see the message it is attached to (its uploader until then)"},
 	{"DELETE", "/api/files/{fileId}", OpFilesDelete, true, "", true, "Delete a file not yet attached (others' need manage_messages); an attached file goes with its message"},
 	{"GET", "/api/rooms/{roomId}/files", OpFilesList, true, "view_rooms", false, "A room's files one may see, newest first"},
+	{"POST", "/api/rooms/{roomId}/events", OpFeedPost, true, "post_feed_events", true, "Post a feed event (kind, title, body, url, data) into a room's timeline, as a message"},
 	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},
 	{"POST", "/api/rooms/{roomId}/mute", OpRoomsMute, true, "mute_members", true, "Mute a participant in a room"},
 }

@@ -1,5 +1,7 @@
 package mesh
 
+import "encoding/json"
+
 // Participant statuses.
 const (
 	StatusOnline  = "online"
@@ -61,6 +63,25 @@ type Message struct {
 	// Attachments are the files sent with the message (an addition; absent when none, and
 	// emptied when the message is deleted).
 	Attachments []File `json:"attachments,omitempty"`
+	// Event, on a feed event (POST /api/rooms/{id}/events), is what an agent reported (an
+	// addition; absent on other messages, and emptied when the message is deleted).
+	Event *FeedEvent `json:"event,omitempty"`
+}
+
+// FeedEvent is what an agent reports into a room's timeline: a build that finished, a task
+// that changed state, an alert. It travels as a message (so it has a seq, is in the history,
+// is searched and can be threaded); the message's Content is Title, then Body after a blank
+// line, for clients that do not render events.
+type FeedEvent struct {
+	// Kind is a short machine name, such as "ci.build" (lower-case letters, digits, ".", "_"
+	// and "-").
+	Kind  string `json:"kind"`
+	Title string `json:"title"`
+	Body  string `json:"body,omitempty"`
+	// URL links to the event's source (http or https).
+	URL string `json:"url,omitempty"`
+	// Data is the event's own JSON object, kept as it was sent.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // File is an uploaded file's record; its bytes live in a blob store under ID. A file belongs
@@ -113,6 +134,10 @@ const (
 	MaxAttachments = 10
 	// MaxFileNameBytes bounds a file's name (longer names are cut, at a rune boundary).
 	MaxFileNameBytes = 255
+	// Limits of a feed event.
+	MaxFeedTitleRunes = 200
+	MaxFeedDataBytes  = 8 << 10
+	MaxFeedURLBytes   = 2048
 )
 
 // Built-in role names (their permissions live in pkg/rbac).

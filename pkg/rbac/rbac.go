@@ -99,7 +99,7 @@ var All = []Info{
 	{ManageSettings, Administration, "Change the mesh's settings"},
 	{ManageProviders, Administration, "Configure model providers"},
 	{ViewAuditLog, Administration, "Read the audit log"},
-	{ManageMesh, Administration, "Everything about the mesh itself"},
+	{ManageMesh, Administration, "The mesh itself: make owners"},
 }
 
 // Known reports whether p is one of the 34 permissions.

@@ -162,7 +162,7 @@ type SearchQuery struct {
 // Messages are the rooms' messages and their reactions.
 type Messages interface {
 	// CreateMessage gives m (ID, RoomID, AuthorID, Content, ThreadID, To, ClientMsgID,
-	// CreatedAt and Attachments set) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
+	// CreatedAt, Attachments and Event set; Event's Data is kept byte for byte) the room's next seq and stores it, atomically: seqs are 1, 2, 3, ...
 	// with no gap and no repeat even under concurrent writers. If m.ClientMsgID is set and the
 	// author already sent it in this room, nothing is stored and the first message is returned
 	// with created false. Likewise for an m.ID already stored (a redelivered command that
@@ -177,7 +177,7 @@ type Messages interface {
 	// EditMessage replaces the content and sets EditedAt to at. A deleted message cannot be
 	// edited (CodeNotFound).
 	EditMessage(ctx context.Context, id, content string, at time.Time) (mesh.Message, error)
-	// DeleteMessage keeps id and seq, sets deleted and empties the content and attachments
+	// DeleteMessage keeps id and seq, sets deleted and empties the content, attachments and event
 	// (not the file records: the caller deletes those); reactions go, and the message is
 	// unpinned (a locked thread root stays locked). Deleting a deleted message
 	// is not an error.

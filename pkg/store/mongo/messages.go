@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,7 +21,8 @@ import (
 
 // messageDoc is a message in messages. Room is the room's key (RoomID its id); (Room, Seq) is
 // unique, and so is (Room, Author, ClientKey). Pinned and Locked are absent (false) on most
-// messages: a new message is stored without them; so are Attachments when there are none.
+// messages: a new message is stored without them; so are Attachments and Event when there are
+// none.
 type messageDoc struct {
 	ID      string  `bson:"_id"`
 	Room    string  `bson:"room"`
@@ -41,6 +43,9 @@ type messageDoc struct {
 	// Attachments are the message's files, as CreateMessage was given them; a deletion
 	// removes the field.
 	Attachments []attachmentDoc `bson:"attachments,omitempty"`
+	// Event is the message's feed event as a JSON string (see eventJSON), which keeps its Data
+	// byte for byte; a deletion removes the field.
+	Event string `bson:"event,omitempty"`
 }
 
 func clientKey(m *mesh.Message) string {
@@ -51,7 +56,7 @@ func clientKey(m *mesh.Message) string {
 }
 
 // message is d without its reactions (an empty map).
-func (d *messageDoc) message() mesh.Message {
+func (d *messageDoc) message() (mesh.Message, error) {
 	m := mesh.Message{
 		ID: d.ID, RoomID: d.RoomID, Seq: d.Seq, AuthorID: d.Author, Content: d.Content,
 		ThreadID: d.Thread, To: d.To, CreatedAt: meshTime(d.CreatedAt), Deleted: d.Deleted,
@@ -61,6 +66,10 @@ func (d *messageDoc) message() mesh.Message {
 		m.Content = "" // as it is stored, once a racing edit has been undone (see EditMessage)
 	} else {
 		m.Attachments = attachments(d.Attachments)
+		var err error
+		if m.Event, err = decodeEvent(d.Event); err != nil {
+			return mesh.Message{}, fmt.Errorf("message %s: event: %w", d.ID, err)
+		}
 	}
 	if c, ok := strings.CutPrefix(d.ClientKey, "c:"); ok {
 		m.ClientMsgID = &c
@@ -69,7 +78,7 @@ func (d *messageDoc) message() mesh.Message {
 		t := meshTime(*d.EditedAt)
 		m.EditedAt = &t
 	}
-	return m
+	return m, nil
 }
 
 // deletionDoc marks a message deleted, in deletions: an insert, which no concurrent update can
@@ -184,12 +193,16 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 	if err != nil {
 		return mesh.Message{}, false, wrap("create message", err)
 	}
+	event, err := encodeEvent(m.Event)
+	if err != nil {
+		return mesh.Message{}, false, wrap("create message", err)
+	}
 	d := messageDoc{
 		ID: m.ID, Room: room.Key, RoomID: room.ID, Author: m.AuthorID, Content: m.Content,
 		Thread: m.ThreadID, To: m.To, ClientKey: clientKey(&m), CreatedAt: date(m.CreatedAt.Time),
-		Attachments: attachmentDocs(m.Attachments),
+		Attachments: attachmentDocs(m.Attachments), Event: event,
 	}
-	if len(m.Content) > maxMessageBytes/2 {
+	if len(m.Content)+len(event) > maxMessageBytes/2 {
 		// Refused here, not by the server: it would fail the batch it is in.
 		if b, err := bson.Marshal(d); err != nil {
 			return mesh.Message{}, false, wrap("create message", err)
@@ -280,7 +293,8 @@ func (s *Store) commitBatch(key string, batch []*createReq) {
 		}
 		n, refused, err := s.insert(ctx, docs)
 		for _, r := range live[:n] {
-			r.done(r.d.message(), true, nil)
+			m, err := r.d.message()
+			r.done(m, true, err)
 		}
 		if n > 0 {
 			last = live[n-1].d.Seq
@@ -449,7 +463,10 @@ func (s *Store) withAllReactions(ctx context.Context, docs []messageDoc) ([]mesh
 	byID := make(map[string]*mesh.Message, len(docs))
 	ids := make([]string, 0, len(docs))
 	for i := range docs {
-		out[i] = docs[i].message()
+		var err error
+		if out[i], err = docs[i].message(); err != nil {
+			return nil, err
+		}
 		if !docs[i].Deleted {
 			byID[docs[i].ID] = &out[i]
 			ids = append(ids, docs[i].ID)
@@ -689,12 +706,12 @@ func (s *Store) isDeleted(ctx context.Context, id string) (bool, error) {
 	return findOne(ctx, s.deletions, bson.D{{Key: "_id", Value: id}}, &d)
 }
 
-// markDeleted empties the message (content and attachments), unpins it and flags it deleted,
-// and removes its reactions.
+// markDeleted empties the message (content, attachments and event), unpins it and flags it
+// deleted, and removes its reactions.
 func (s *Store) markDeleted(ctx context.Context, id string) error {
 	if _, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
 		{Key: "$set", Value: bson.D{{Key: "content", Value: ""}, {Key: "deleted", Value: true}, {Key: "pinned", Value: false}}},
-		{Key: "$unset", Value: bson.D{{Key: "attachments", Value: ""}}},
+		{Key: "$unset", Value: bson.D{{Key: "attachments", Value: ""}, {Key: "event", Value: ""}}},
 	}); err != nil {
 		return err
 	}
@@ -702,8 +719,8 @@ func (s *Store) markDeleted(ctx context.Context, id string) error {
 	return err
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
-// attachments (the file records stay), unpins it and removes its reactions (a locked thread
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content,
+// attachments and event (the file records stay), unpins it and removes its reactions (a locked thread
 // stays locked). Deleting a deleted message is not an error. The deletion mark is
 // inserted first: from then on the message is deleted for every writer (see EditMessage and
 // AddReaction), and the steps that follow may be repeated by anyone.
@@ -867,4 +884,42 @@ func (s *Store) LastSeq(ctx context.Context, roomID string) (int64, error) {
 	}
 	seq, err := s.maxSeq(ctx, room.Key)
 	return seq, wrap("last seq", err)
+}
+
+// eventJSON is a feed event as stored in a message's event field (a JSON object, in a string):
+// the store's own format, apart from the API's. Data is a string holding the event's Data byte
+// for byte: as a json.RawMessage, encoding/json would compact it (and escape <, > and &), and
+// the event must come back as it was sent. (Byte for byte provided it is UTF-8, as JSON is:
+// like every string, an invalid byte would be encoded as U+FFFD.)
+type eventJSON struct {
+	Kind  string `json:"kind"`
+	Title string `json:"title"`
+	Body  string `json:"body,omitempty"`
+	URL   string `json:"url,omitempty"`
+	Data  string `json:"data,omitempty"`
+}
+
+// encodeEvent is the event field of e: "" (no field) for none.
+func encodeEvent(e *mesh.FeedEvent) (string, error) {
+	if e == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(eventJSON{Kind: e.Kind, Title: e.Title, Body: e.Body, URL: e.URL, Data: string(e.Data)})
+	return string(b), err
+}
+
+// decodeEvent is the inverse of encodeEvent: nil for none, and Data nil when empty.
+func decodeEvent(s string) (*mesh.FeedEvent, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var ej eventJSON
+	if err := json.Unmarshal([]byte(s), &ej); err != nil {
+		return nil, err
+	}
+	e := &mesh.FeedEvent{Kind: ej.Kind, Title: ej.Title, Body: ej.Body, URL: ej.URL}
+	if ej.Data != "" {
+		e.Data = json.RawMessage(ej.Data)
+	}
+	return e, nil
 }

@@ -32,7 +32,7 @@ func withReactions(inner string) string {
 func withReactionsOrdered(inner, order string) string {
 	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
 		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked, m.attachments,
-		r.emoji, r.participant_id
+		m.event, r.emoji, r.participant_id
 	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
 	ORDER BY ` + order + `, r.id`
 }
@@ -51,18 +51,21 @@ func queryMessages(ctx context.Context, q querier, query string, args ...any) ([
 			thread, to, clientMsgID sql.NullString
 			created                 int64
 			edited                  sql.NullInt64
-			attachments             sql.NullString
+			attachments, event      sql.NullString
 			emoji, reactor          sql.NullString
 		)
 		if err := rows.Scan(&m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
 			&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &attachments,
-			&emoji, &reactor); err != nil {
+			&event, &emoji, &reactor); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != m.ID {
 			var err error
 			if m.Attachments, err = decodeAttachments(attachments); err != nil {
 				return nil, fmt.Errorf("message %s: attachments: %w", m.ID, err)
+			}
+			if m.Event, err = decodeEvent(event); err != nil {
+				return nil, fmt.Errorf("message %s: event: %w", m.ID, err)
 			}
 			m.ThreadID = stringPtr(thread)
 			m.To = stringPtr(to)
@@ -107,6 +110,7 @@ func (s *Store) CreateMessage(ctx context.Context, m mesh.Message) (mesh.Message
 	m.Deleted, m.Pinned, m.Locked = false, false, false
 	m.Reactions = map[string][]string{}
 	m.Attachments = storedAttachments(m.Attachments)
+	m.Event = storedEvent(m.Event)
 	req := &createReq{m: m, done: make(chan struct{})}
 	s.cmu.RLock()
 	if s.closed {
@@ -258,11 +262,15 @@ func createIn(ctx context.Context, tx *wtx, m *mesh.Message) (created bool, err 
 		if err != nil {
 			return false, err
 		}
+		event, err := encodeEvent(m.Event)
+		if err != nil {
+			return false, err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages
-				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at, attachments)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				(id, room_id, seq, author_id, content, thread_id, to_id, client_msg_id, created_at, attachments, event)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, m.RoomID, m.Seq, m.AuthorID, m.Content, nullString(m.ThreadID), nullString(m.To),
-			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli(), attachments)
+			nullString(m.ClientMsgID), m.CreatedAt.UnixMilli(), attachments, event)
 		return err == nil, err
 	}
 }
@@ -430,14 +438,14 @@ func (s *Store) EditMessage(ctx context.Context, id, content string, at time.Tim
 	return m, nil
 }
 
-// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content and
-// attachments (the file records stay), unpins it and removes its reactions (a locked thread
+// DeleteMessage keeps the message's id and seq, marks it deleted, empties its content,
+// attachments and event (the file records stay), unpins it and removes its reactions (a locked thread
 // stays locked). Deleting a deleted message changes nothing and is not an error.
 func (s *Store) DeleteMessage(ctx context.Context, id string) (mesh.Message, error) {
 	var m mesh.Message
 	err := s.write(ctx, "delete message", func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '', pinned = 0, attachments = NULL
-			WHERE id = ?`, id)
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET deleted = 1, content = '', pinned = 0, attachments = NULL,
+			event = NULL WHERE id = ?`, id)
 		if err != nil {
 			return err
 		}
@@ -581,4 +589,59 @@ func (s *Store) LastSeq(ctx context.Context, roomID string) (int64, error) {
 		return 0, nil
 	}
 	return seq, wrap("last seq", err)
+}
+
+// eventJSON is a feed event as stored in messages.event (a JSON object): the store's own
+// format, apart from the API's. Data is a string holding the event's Data byte for byte: as a
+// json.RawMessage, encoding/json would compact it (and escape <, > and &), and the event
+// must come back as it was sent. (Byte for byte provided it is UTF-8, as JSON is: like every
+// string, an invalid byte would be encoded as U+FFFD.)
+type eventJSON struct {
+	Kind  string `json:"kind"`
+	Title string `json:"title"`
+	Body  string `json:"body,omitempty"`
+	URL   string `json:"url,omitempty"`
+	Data  string `json:"data,omitempty"`
+}
+
+// encodeEvent is the messages.event value of e: NULL for none.
+func encodeEvent(e *mesh.FeedEvent) (sql.NullString, error) {
+	if e == nil {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(eventJSON{Kind: e.Kind, Title: e.Title, Body: e.Body, URL: e.URL, Data: string(e.Data)})
+	if err != nil {
+		return sql.NullString{}, err
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
+}
+
+// decodeEvent is the inverse of encodeEvent: nil for none, and Data nil when empty.
+func decodeEvent(v sql.NullString) (*mesh.FeedEvent, error) {
+	if !v.Valid {
+		return nil, nil
+	}
+	var ej eventJSON
+	if err := json.Unmarshal([]byte(v.String), &ej); err != nil {
+		return nil, err
+	}
+	e := &mesh.FeedEvent{Kind: ej.Kind, Title: ej.Title, Body: ej.Body, URL: ej.URL}
+	if ej.Data != "" {
+		e.Data = json.RawMessage(ej.Data)
+	}
+	return e, nil
+}
+
+// storedEvent is e as the store gives it back: a copy (nothing shared with the caller's),
+// with Data nil when empty; nil for none.
+func storedEvent(e *mesh.FeedEvent) *mesh.FeedEvent {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	c.Data = nil
+	if len(e.Data) > 0 {
+		c.Data = slices.Clone(e.Data)
+	}
+	return &c
 }

@@ -23,6 +23,7 @@ var migrations = []migration{
 	{version: 4, name: "pinned messages, locked threads", sql: schemaV4},
 	{version: 5, name: "invites", sql: schemaV5},
 	{version: 6, name: "files, message attachments", sql: schemaV6},
+	{version: 7, name: "message feed events", sql: schemaV7},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -217,6 +218,13 @@ CREATE TABLE files (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX files_room ON files (room_id, id);
 ALTER TABLE messages ADD COLUMN attachments TEXT;
+`
+
+// schemaV7 adds messages.event: the message's feed event as a JSON object (see eventJSON),
+// its data a JSON string that holds the event's Data byte for byte; NULL on other messages.
+// DeleteMessage sets it back to NULL. Like attachments, it comes last.
+const schemaV7 = `
+ALTER TABLE messages ADD COLUMN event TEXT;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

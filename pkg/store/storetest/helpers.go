@@ -203,7 +203,8 @@ func checkRoom(t *testing.T, what string, got, want mesh.Room) {
 }
 
 // checkMessage compares every field; Reactions must be non-nil. No attachments may be nil or
-// empty (JSON omits both).
+// empty (JSON omits both). The event must be nil when want's is, and its Data the same bytes
+// (nil and empty are the same: JSON omits both).
 func checkMessage(t *testing.T, what string, got, want mesh.Message) {
 	t.Helper()
 	if got.ID != want.ID || got.RoomID != want.RoomID || got.Seq != want.Seq ||
@@ -230,6 +231,7 @@ func checkMessage(t *testing.T, what string, got, want mesh.Message) {
 		t.Errorf("%s: EditedAt = %v, want %v", what, got.EditedAt, want.EditedAt)
 	}
 	checkFiles(t, what+": Attachments", got.Attachments, want.Attachments)
+	checkEvent(t, what+": Event", got.Event, want.Event)
 	if got.Reactions == nil {
 		t.Errorf("%s: Reactions is nil, want a map", what)
 	}
