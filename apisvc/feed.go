@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"regexp"
+	"unicode/utf8"
 
 	"github.com/themesh/mesh/pkg/mesh"
 )
@@ -50,8 +51,8 @@ func (s *Service) feedPost(ctx context.Context, c *call) (any, error) {
 		ev.URL = in.URL
 	}
 	if d := bytes.TrimSpace(in.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
-		if d[0] != '{' {
-			return nil, mesh.Errorf(mesh.CodeBadRequest, "data must be a JSON object")
+		if d[0] != '{' || !utf8.Valid(d) {
+			return nil, mesh.Errorf(mesh.CodeBadRequest, "data must be a JSON object (UTF-8)")
 		}
 		if len(d) > mesh.MaxFeedDataBytes {
 			return nil, mesh.Errorf(mesh.CodePayloadTooLarge, "data is larger than %d bytes", mesh.MaxFeedDataBytes).

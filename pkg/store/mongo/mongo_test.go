@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -313,7 +314,7 @@ func TestRoomLeftovers(t *testing.T) {
 
 // TestEditDeleteRace: an edit, a reaction, a pin or a lock racing with the deletion of the message (through
 // another Store) never brings it back. On FerretDB v1 the later write of a whole document
-// wins, so without the deletion mark an edit could restore the content.
+// wins, so without the deletion mark an edit could restore the content (or the event).
 func TestEditDeleteRace(t *testing.T) {
 	ctx := t.Context()
 	srv := testmongo.Shared(t)
@@ -325,7 +326,9 @@ func TestEditDeleteRace(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	createRoom(t, a, "r1", "a")
 	for round := range 30 {
-		m := send(t, a, newMessage("r1", "a"))
+		m := newMessage("r1", "a")
+		m.Event = &mesh.FeedEvent{Kind: "k", Title: "t", Data: json.RawMessage(`{"a": 1}`)}
+		m = send(t, a, m)
 		var wg sync.WaitGroup
 		for i := range 4 {
 			wg.Go(func() {
@@ -353,8 +356,13 @@ func TestEditDeleteRace(t *testing.T) {
 		})
 		wg.Wait()
 		got, err := b.Message(ctx, m.ID)
-		if err != nil || !got.Deleted || got.Content != "" || len(got.Reactions) != 0 || got.Pinned {
-			t.Fatalf("round %d: message after the race = %+v, %v; want deleted, empty, unpinned, no reactions", round, got, err)
+		if err != nil || !got.Deleted || got.Content != "" || len(got.Reactions) != 0 || got.Pinned || got.Event != nil {
+			t.Fatalf("round %d: message after the race = %+v, %v; want deleted, empty, unpinned, no reactions, no event",
+				round, got, err)
+		}
+		if n, err := a.messages.CountDocuments(ctx, bson.D{{Key: "_id", Value: m.ID},
+			{Key: "event", Value: bson.D{{Key: "$exists", Value: true}}}}); err != nil || n != 0 {
+			t.Errorf("round %d: event stored after the race (%d), %v", round, n, err)
 		}
 		if n, err := a.messages.CountDocuments(ctx, bson.D{{Key: "_id", Value: m.ID}, {Key: "pinned", Value: true}}); err != nil || n != 0 {
 			t.Errorf("round %d: stored pinned after the race (%d), %v", round, n, err)

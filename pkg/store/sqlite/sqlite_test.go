@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -486,5 +487,46 @@ func TestMigrationFiles(t *testing.T) {
 	fs, err := s.ListFiles(ctx, store.FileQuery{RoomID: "r1", Viewer: "b"})
 	if err != nil || len(fs) != 1 || fs[0].MessageID == nil || *fs[0].MessageID != "m2" {
 		t.Fatalf("ListFiles after migrating = %+v, %v; want f1, attached to m2", fs, err)
+	}
+}
+
+// TestMigrationFeedEvents opens a database at schema 6 holding a message, then migrates it: the
+// message reads back without an event, and a message with an event can be sent and read back,
+// its Data byte for byte.
+func TestMigrationFeedEvents(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mesh.db")
+	old, err := open(ctx, path, Options{}, migrations[:6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateRoom(ctx, mesh.Room{ID: "r1", Name: "r1", CreatedAt: mesh.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// As this build's code writes the new column, the message is inserted as a schema 6 build did.
+	if _, err := old.w.db.ExecContext(ctx, `UPDATE rooms SET last_seq = 1 WHERE id = 'r1';
+		INSERT INTO messages (id, room_id, seq, author_id, content, created_at, attachments)
+		VALUES ('m1', 'r1', 1, 'a', 'x', 0, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openTest(t, path, Options{})
+	if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
+	}
+	got, err := s.Message(ctx, "m1")
+	if err != nil || got.Event != nil || got.Content != "x" || got.Seq != 1 {
+		t.Fatalf("migrated message = %+v, %v; want no event, content x, seq 1", got, err)
+	}
+	const data = `{"b":1, "a":[2]}`
+	m, _, err := s.CreateMessage(ctx, mesh.Message{ID: "m2", RoomID: "r1", AuthorID: "a", Content: "event",
+		CreatedAt: mesh.Now(), Event: &mesh.FeedEvent{Kind: "ci.build", Title: "t", Data: json.RawMessage(data)}})
+	if err != nil || m.Seq != 2 || m.Event == nil {
+		t.Fatalf("CreateMessage with an event after migrating = %+v, %v", m, err)
+	}
+	if got, err = s.Message(ctx, "m2"); err != nil || got.Event == nil || got.Event.Kind != "ci.build" ||
+		string(got.Event.Data) != data {
+		t.Fatalf("Message with an event after migrating = %+v, %v; want kind ci.build, data %s", got, err, data)
 	}
 }

@@ -170,6 +170,12 @@ func wantFile(t *testing.T, s store.Store, what string, want mesh.File) {
 // wantNoAttachmentsJSON fails if m's JSON has an attachments field.
 func wantNoAttachmentsJSON(t *testing.T, what string, m mesh.Message) {
 	t.Helper()
+	wantNoJSONField(t, what, m, "attachments")
+}
+
+// wantNoJSONField fails if m's JSON has the field.
+func wantNoJSONField(t *testing.T, what string, m mesh.Message, field string) {
+	t.Helper()
 	b, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +184,8 @@ func wantNoAttachmentsJSON(t *testing.T, what string, m mesh.Message) {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := fields["attachments"]; ok {
-		t.Errorf("%s: JSON has attachments %s, want the field absent", what, v)
+	if v, ok := fields[field]; ok {
+		t.Errorf("%s: JSON has %s %s, want the field absent", what, field, v)
 	}
 }
 

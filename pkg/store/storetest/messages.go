@@ -43,7 +43,7 @@ func messageCreateAndRead(t *testing.T, s store.Store) {
 	createRoom(t, s, "r1", "a", false)
 	addMember(t, s, "r1", "b")
 	plain := newMessage("r1", "a", "hello")
-	whisper := newMessage("r1", "a", "psst", to("b"), clientMsgID("c-1"))
+	whisper := newMessage("r1", "a", "psst", to("b"), clientMsgID("c-1"), withEvent(newEvent("psst")))
 	reply := newMessage("r1", "b", "hi back", inThread(plain.ID), clientMsgID("c-1"))
 	// Fields the caller must not set are ignored.
 	reply.Seq, reply.Deleted, reply.Pinned, reply.Locked = 99, true, true, true
