@@ -102,7 +102,10 @@ func (a *auditLog) stop() {
 
 // auditTarget is what an operation acts on: its first path parameter.
 func auditTarget(c *call) string {
-	for _, k := range []string{"participantId", "messageId", "roomId", "name"} {
+	if c.target != "" {
+		return c.target
+	}
+	for _, k := range []string{"participantId", "messageId", "fileId", "roomId", "name"} {
 		if v := c.req.Params[k]; v != "" {
 			return v
 		}
@@ -111,9 +114,12 @@ func auditTarget(c *call) string {
 }
 
 // audit records a mutating command's outcome.
-func (s *Service) audit(c *call, r mesh.Reply) {
+func (s *Service) audit(c *call, r mesh.Reply) { s.auditAs(c, c.cmd.Op, r) }
+
+// auditAs records a command's outcome as action.
+func (s *Service) auditAs(c *call, action string, r mesh.Reply) {
 	e := store.AuditEntry{
-		ID: newID(), At: time.Now().UTC().Truncate(time.Millisecond), Action: c.cmd.Op,
+		ID: newID(), At: time.Now().UTC().Truncate(time.Millisecond), Action: action,
 		Target: auditTarget(c), Result: "ok", Addr: c.req.Addr,
 	}
 	if c.cmd.Actor != nil {

@@ -3,6 +3,7 @@ package apisvc
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/themesh/mesh/pkg/mesh"
@@ -75,5 +76,41 @@ func TestAuditLog(t *testing.T) {
 	}
 	if rep := s.Handle(ctx, cmd(mesh.OpAuditList, member, nil, "")); rep.Error == nil || rep.Error.Code != mesh.CodeForbidden {
 		t.Fatalf("a member reads the audit log: %+v", rep)
+	}
+}
+
+// An upload is audited once: refused before its bytes are read (files.authorize), or
+// recorded (files.upload), as files.upload either way.
+func TestAuditUploads(t *testing.T) {
+	s := newService(t, Config{})
+	ctx := context.Background()
+	owner := register(t, s, "o@example.com")
+	member := register(t, s, "m@example.com")
+	var r mesh.Room
+	_ = json.Unmarshal(s.Handle(ctx, cmd(mesh.OpRoomsCreate, owner, nil, `{"name":"files"}`)).Result, &r)
+	// The member is not in the room: refused before any byte.
+	if rep := s.Handle(ctx, cmd(mesh.OpFilesAuthorize, member, nil, `{"roomId":"`+r.ID+`"}`)); rep.Error == nil || rep.Error.Code != mesh.CodeForbidden {
+		t.Fatalf("authorize outside the room: %+v", rep)
+	}
+	var grant mesh.FileGrant
+	_ = json.Unmarshal(s.Handle(ctx, cmd(mesh.OpFilesAuthorize, owner, nil, `{"roomId":"`+r.ID+`"}`)).Result, &grant)
+	up, _ := json.Marshal(mesh.FileUpload{FileID: grant.FileID, RoomID: r.ID, Name: "a.txt", ContentType: "text/plain; charset=utf-8",
+		Size: 1, SHA256: strings.Repeat("0f", 32)})
+	if rep := s.Handle(ctx, cmd(mesh.OpFilesUpload, owner, nil, string(up))); rep.Error != nil {
+		t.Fatalf("upload: %v", rep.Error)
+	}
+	c := cmd(mesh.OpAuditList, owner, nil, "")
+	c.Args.Query = map[string]string{"action": mesh.OpFilesUpload}
+	var p struct {
+		Items []struct {
+			ActorID string `json:"actorId"`
+			Target  string `json:"target"`
+			Result  string `json:"result"`
+		} `json:"items"`
+	}
+	_ = json.Unmarshal(s.Handle(ctx, c).Result, &p)
+	if len(p.Items) != 2 || p.Items[0].Result != "ok" || p.Items[0].Target != grant.FileID ||
+		p.Items[1].Result != "forbidden" || p.Items[1].ActorID != member.ID || p.Items[1].Target != r.ID {
+		t.Fatalf("upload audit = %+v", p.Items)
 	}
 }

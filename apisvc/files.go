@@ -39,6 +39,7 @@ func (s *Service) filesAuthorize(ctx context.Context, c *call) (any, error) {
 	if err := decode(c, &in); err != nil {
 		return nil, err
 	}
+	c.target = in.RoomID
 	if err := s.uploadRoom(ctx, c, in.RoomID); err != nil {
 		return nil, err
 	}
@@ -57,6 +58,7 @@ func (s *Service) filesUpload(ctx context.Context, c *call) (any, error) {
 	if err := decode(c, &in); err != nil {
 		return nil, err
 	}
+	c.target = in.FileID
 	if _, err := ulid.ParseStrict(in.FileID); err != nil {
 		return nil, mesh.Errorf(mesh.CodeBadRequest, "fileId is not a file id")
 	}

@@ -141,6 +141,8 @@ type call struct {
 	// its effect and before its events; events are then published again (clients dedupe by
 	// seq and id).
 	redelivered bool
+	// target names what the command acted on in the audit log, when its path does not.
+	target string
 }
 
 // New makes the service.
@@ -252,8 +254,14 @@ func (s *Service) handleEntry(ctx context.Context, e bus.Entry) error {
 // log, refused ones included (a replay of an Idempotency-Key changes nothing and is not).
 func (s *Service) Handle(ctx context.Context, cmd *mesh.Command) mesh.Reply {
 	c, reply, replayed := s.handle(ctx, cmd)
-	if o, ok := s.ops[cmd.Op]; ok && o.route.Mutating && !replayed && c != nil {
-		s.audit(c, reply)
+	if o, ok := s.ops[cmd.Op]; ok && !replayed && c != nil {
+		switch {
+		case o.route.Mutating:
+			s.audit(c, reply)
+		case cmd.Op == mesh.OpFilesAuthorize && reply.Error != nil:
+			// An upload refused before its bytes were read: recorded as the upload it was.
+			s.auditAs(c, mesh.OpFilesUpload, reply)
+		}
 	}
 	return reply
 }
