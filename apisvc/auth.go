@@ -127,7 +127,7 @@ func validEmail(e string) (string, error) {
 }
 
 func (s *Service) register(ctx context.Context, c *call) (any, error) {
-	if ok, retry := s.limits.take(s.limits.registrations, c.req.Addr, c.now); !ok {
+	if ok, retry := s.take(ctx, limitRegistrations, c.req.Addr, s.cfg.RegistrationsPerMinute, c.now); !ok {
 		return nil, rateLimited(retry, "registrations from your address")
 	}
 	var in credentials
@@ -209,7 +209,7 @@ func (s *Service) login(ctx context.Context, c *call) (any, error) {
 	if email == "" || in.Password == "" {
 		return nil, mesh.Errorf(mesh.CodeBadRequest, "email and password are required")
 	}
-	if over, retry := s.limits.over(s.limits.failedLogins, email, c.now); over {
+	if over, retry := s.over(ctx, limitFailedLogins, email, s.cfg.FailedLoginsPerMinute, c.now); over {
 		return nil, rateLimited(retry, "failed logins for this account")
 	}
 	acc, err := s.store.ParticipantByEmail(ctx, email)
@@ -223,7 +223,7 @@ func (s *Service) login(ctx context.Context, c *call) (any, error) {
 		auth.CheckNoAccount(in.Password, s.cfg.BcryptCost)
 	}
 	if !ok {
-		s.limits.take(s.limits.failedLogins, email, c.now)
+		s.take(ctx, limitFailedLogins, email, s.cfg.FailedLoginsPerMinute, c.now)
 		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "wrong email or password")
 	}
 	if acc.Banned {

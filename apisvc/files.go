@@ -43,7 +43,7 @@ func (s *Service) filesAuthorize(ctx context.Context, c *call) (any, error) {
 	if err := s.uploadRoom(ctx, c, in.RoomID); err != nil {
 		return nil, err
 	}
-	if ok, retry := s.limits.take(s.limits.uploads, c.actor.ID, c.now); !ok {
+	if ok, retry := s.take(ctx, limitUploads, c.actor.ID, s.cfg.UploadsPerMinute, c.now); !ok {
 		return nil, rateLimited(retry, "uploads")
 	}
 	lim, err := s.meshLimits(ctx)

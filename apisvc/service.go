@@ -21,6 +21,8 @@ import (
 	"github.com/themesh/mesh/pkg/auth"
 	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/bus"
+	"github.com/themesh/mesh/pkg/limit"
+	"github.com/themesh/mesh/pkg/limit/memlimit"
 	"github.com/themesh/mesh/pkg/mesh"
 	"github.com/themesh/mesh/pkg/rbac"
 	"github.com/themesh/mesh/pkg/store"
@@ -97,7 +99,10 @@ type Deps struct {
 	Store store.Store
 	// Blobs hold files' bytes: the service deletes them with their files (the gateway writes
 	// and reads them). Without it, deleted files' bytes stay where they are.
-	Blobs   blob.Store
+	Blobs blob.Store
+	// Limits counts rate-limited events: Redis's counts in a cluster, so that the limits hold
+	// for the mesh and not per worker (an in-process Counter when nil).
+	Limits  limit.Counter
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
 }
@@ -110,8 +115,9 @@ type Service struct {
 	log    *slog.Logger
 	tokens *auth.Tokens
 	ops    map[string]op
-	limits *limiters
-	blobs  blob.Store
+	// counter holds the rate limits' counts.
+	counter limit.Counter
+	blobs   blob.Store
 	// limitsCache keeps the mesh's limits (settings) for a moment: the send path reads them.
 	limitsCache limitsCache
 	online      *presence
@@ -165,12 +171,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store:    deps.Store,
 		log:      log.With("service", "api"),
 		tokens:   tokens,
-		limits:   newLimiters(cfg.RegistrationsPerMinute, cfg.FailedLoginsPerMinute, cfg.UploadsPerMinute),
+		counter:  deps.Limits,
 		blobs:    deps.Blobs,
 		online:   newPresence(),
 		auditLog: newAuditLog(deps.Store, log.With("service", "api")),
 		metrics:  newMetrics(deps.Metrics),
 		now:      time.Now,
+	}
+	if s.counter == nil {
+		s.counter = memlimit.New()
 	}
 	if s.ops, err = s.operations(); err != nil {
 		return nil, err

@@ -118,58 +118,43 @@ type list[T any] struct {
 
 func strp(s string) *string { return &s }
 
-// limiters holds the per-address and per-account rate limits (fixed one-minute windows).
-// Each worker keeps its own; the cluster issue moves them to Redis.
-type limiters struct {
-	mu            sync.Mutex
-	registrations *window
-	failedLogins  *window
-	uploads       *window
-}
+// Rate limits count events in fixed one-minute windows, in Deps.Limits: shared by every API
+// worker of a cluster (Redis), or this process's own (all-in-one).
+const limitWindow = time.Minute
 
-type window struct {
-	limit int
-	start time.Time
-	count map[string]int
-}
+// Kinds of rate-limited events, the first part of their counters' keys.
+const (
+	limitRegistrations = "registrations"
+	limitFailedLogins  = "failed-logins"
+	limitUploads       = "uploads"
+)
 
-func newLimiters(registrations, failedLogins, uploads int) *limiters {
-	return &limiters{
-		registrations: &window{limit: registrations, count: map[string]int{}},
-		failedLogins:  &window{limit: failedLogins, count: map[string]int{}},
-		uploads:       &window{limit: uploads, count: map[string]int{}},
+// take counts one event of kind for key and reports whether it is within max; if not, how
+// long until the window ends. A counter that cannot be reached lets the event through (a
+// limit protects; it must not take the mesh down with Redis): logged.
+func (s *Service) take(ctx context.Context, kind, key string, max int, now time.Time) (bool, time.Duration) {
+	n, end, err := s.counter.Add(ctx, kind+":"+key, 1, limitWindow, now)
+	if err != nil {
+		s.log.Warn("rate limit not counted", "kind", kind, "err", err)
+		return true, 0
 	}
-}
-
-// take counts one event for key and reports whether it is within the limit; if not, how long
-// until the window resets.
-func (l *limiters) take(w *window, key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.roll(w, now)
-	if w.count[key] >= w.limit {
-		return false, w.start.Add(time.Minute).Sub(now)
+	if n > max {
+		return false, end.Sub(now)
 	}
-	w.count[key]++
 	return true, 0
 }
 
-// over reports whether key is already at the limit (without counting).
-func (l *limiters) over(w *window, key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.roll(w, now)
-	if w.count[key] >= w.limit {
-		return true, w.start.Add(time.Minute).Sub(now)
+// over reports whether key's events of kind already reached max (without counting one).
+func (s *Service) over(ctx context.Context, kind, key string, max int, now time.Time) (bool, time.Duration) {
+	n, end, err := s.counter.Add(ctx, kind+":"+key, 0, limitWindow, now)
+	if err != nil {
+		s.log.Warn("rate limit not read", "kind", kind, "err", err)
+		return false, 0
+	}
+	if n >= max {
+		return true, end.Sub(now)
 	}
 	return false, 0
-}
-
-func (l *limiters) roll(w *window, now time.Time) {
-	if now.Sub(w.start) >= time.Minute {
-		w.start = now
-		clear(w.count)
-	}
 }
 
 func rateLimited(retry time.Duration, what string) error {

@@ -42,6 +42,9 @@ import (
 	"github.com/themesh/mesh/pkg/bus"
 	"github.com/themesh/mesh/pkg/bus/membus"
 	"github.com/themesh/mesh/pkg/bus/redisbus"
+	"github.com/themesh/mesh/pkg/limit"
+	"github.com/themesh/mesh/pkg/limit/memlimit"
+	"github.com/themesh/mesh/pkg/limit/redislimit"
 	"github.com/themesh/mesh/pkg/store"
 	"github.com/themesh/mesh/pkg/store/mongo"
 	"github.com/themesh/mesh/pkg/store/sqlite"
@@ -113,7 +116,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	b, err := openBus(ctx, cfg, log)
+	b, limits, err := openBus(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -158,7 +161,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			MaxContentBytes: cfg.MaxContentBytes, RegistrationsPerMinute: cfg.RegistrationsPerMinute,
 			FailedLoginsPerMinute: cfg.FailedLoginsPerMinute, Concurrency: cfg.APIConcurrency,
 			UploadsPerMinute: cfg.UploadsPerMinute, MaxFileBytes: int64(cfg.MaxFileBytes),
-		}, apisvc.Deps{Bus: b, Store: st, Blobs: blobs, Metrics: reg, Logger: log})
+		}, apisvc.Deps{Bus: b, Store: st, Blobs: blobs, Limits: limits, Metrics: reg, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -261,25 +264,31 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 // drops: deep enough to absorb bursts of fan-out at full speed.
 const subscriptionBuffer = 1 << 16
 
-func openBus(ctx context.Context, cfg config, log *slog.Logger) (bus.Bus, error) {
+// openBus opens the bus, and the counters of the rate limits beside it: in this process
+// all-in-one, in Redis for a cluster (so that every API worker adds to the same counts).
+func openBus(ctx context.Context, cfg config, log *slog.Logger) (bus.Bus, limit.Counter, error) {
 	if cfg.RedisURL == "" {
-		return membus.New(membus.Options{Logger: log, SubscriptionBuffer: subscriptionBuffer}), nil
+		return membus.New(membus.Options{Logger: log, SubscriptionBuffer: subscriptionBuffer}), memlimit.New(), nil
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	client := redis.NewClient(opts)
 	b, err := redisbus.New(client, redisbus.Options{Prefix: cfg.RedisPrefix, Logger: log, SubscriptionBuffer: subscriptionBuffer})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	counter, err := redislimit.New(client, cfg.RedisPrefix)
+	if err != nil {
+		return nil, nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Ping(pctx); err != nil {
 		log.Warn("redis is not answering yet; continuing, and retrying in the background", "err", err)
 	}
-	return b, nil
+	return b, counter, nil
 }
 
 func openStore(ctx context.Context, cfg config) (store.Store, error) {
