@@ -8,10 +8,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -248,10 +250,99 @@ func (g *Gateway) download(r mesh.Route) fiber.Handler {
 		}
 		c.Set(fiber.HeaderContentDisposition, mime.FormatMediaType(disposition, map[string]string{"filename": f.Name}))
 		c.Set(fiber.HeaderContentType, f.ContentType)
+		c.Set(fiber.HeaderAcceptRanges, "bytes")
+		// One range (what players and resumed downloads ask for), unless If-Range names
+		// other bytes than these; several ranges get the whole file.
+		if h := c.Get(fiber.HeaderRange); h != "" && size > 0 && (c.Get(fiber.HeaderIfRange) == "" || c.Get(fiber.HeaderIfRange) == etag) {
+			start, end, ok, satisfiable := byteRange(h, size)
+			if ok && !satisfiable {
+				rc.Close()
+				c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes */%d", size))
+				return writeError(c, mesh.Errorf(mesh.CodeRangeNotSatisfiable, "the file has %d bytes", size))
+			}
+			if ok {
+				if err := skip(rc, start); err != nil {
+					rc.Close()
+					g.log.Warn("file not read", "file", f.ID, "err", err)
+					return writeError(c, mesh.Errorf(mesh.CodeUnavailable, "the file could not be read; try again"))
+				}
+				c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+				c.Status(http.StatusPartialContent)
+				return c.SendStream(readCloser{io.LimitReader(rc, end-start+1), rc}, int(end-start+1))
+			}
+		}
 		// fasthttp closes rc once it has sent it.
 		return c.SendStream(rc, int(size))
 	}
 }
+
+// byteRange reads a Range header of one range of bytes against a file of size bytes: ok if
+// it is one (anything else is ignored, and the whole file sent), satisfiable if it overlaps
+// the file, and then its first and last byte.
+func byteRange(h string, size int64) (start, end int64, ok, satisfiable bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if first == "" { // the last n bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, false, false
+		}
+		if n == 0 {
+			return 0, 0, true, false
+		}
+		return max(size-n, 0), size - 1, true, true
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false, false
+	}
+	end = size - 1
+	if last != "" {
+		if end, err = strconv.ParseInt(last, 10, 64); err != nil || end < start {
+			return 0, 0, false, false
+		}
+		end = min(end, size-1)
+	}
+	if start >= size {
+		return 0, 0, true, false
+	}
+	return start, end, true, true
+}
+
+// skip moves r n bytes on: by seeking when it can (a file on disk), by the GridFS stream's
+// Skip, or by reading.
+func skip(r io.Reader, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	switch s := r.(type) {
+	case io.Seeker:
+		_, err := s.Seek(n, io.SeekStart)
+		return err
+	case interface{ Skip(int64) (int64, error) }:
+		got, err := s.Skip(n)
+		if err == nil && got != n {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	_, err := io.CopyN(io.Discard, r, n)
+	return err
+}
+
+// readCloser reads from one reader and closes another (a limited view of a file).
+type readCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (r readCloser) Close() error { return r.c.Close() }
 
 // etagMatches reports whether an If-None-Match header names etag (or is "*").
 func etagMatches(header, etag string) bool {

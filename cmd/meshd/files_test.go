@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"image"
 	"image/png"
 	"strings"
@@ -168,9 +169,12 @@ func testFiles(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	if r.Status != 201 || r.JSON()["contentType"] != "application/octet-stream" || r.JSON()["size"] != float64(len(big)) {
 		t.Fatalf("big upload: %d %.300s", r.Status, r.Body)
 	}
-	if got := c.Do(t, "GET", "/api/files/"+r.JSON()["id"].(string), alice.Token, nil); !bytes.Equal(got.Body, big) {
+	bigID := r.JSON()["id"].(string)
+	if got := c.Do(t, "GET", "/api/files/"+bigID, alice.Token, nil); !bytes.Equal(got.Body, big) || got.Header.Get("Accept-Ranges") != "bytes" {
 		t.Fatalf("big download: %d, %d bytes", got.Status, len(got.Body))
 	}
+	// Ranges: what players and resumed downloads ask for.
+	checkRanges(t, c, alice.Token, bigID, big)
 
 	// The owner lowers the limit; a file one byte over is refused and leaves nothing.
 	c.Must(t, 200, "PATCH", "/api/settings", owner.Token, M{"maxFileBytes": 1000})
@@ -252,8 +256,42 @@ func TestFilesOverGridFS(t *testing.T) {
 	if got := c2.Do(t, "GET", "/api/files/"+id, b.Token, nil); got.Status != 200 || !bytes.Equal(got.Body, content) {
 		t.Fatalf("read through the other gateway: %d, %d bytes", got.Status, len(got.Body))
 	}
+	checkRanges(t, c2, b.Token, id, content)
 	c1.Must(t, 204, "DELETE", "/api/messages/"+msg["id"].(string), a.Token, nil)
 	if r := c2.Do(t, "GET", "/api/files/"+id, b.Token, nil); r.Status != 404 {
 		t.Fatalf("the deleted message's file: %d", r.Status)
+	}
+}
+
+// checkRanges reads parts of a file of content with Range requests.
+func checkRanges(t *testing.T, c *mt.Client, token, id string, content []byte) {
+	t.Helper()
+	n := len(content)
+	etag := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", "bytes=0-0").Header.Get("Etag")
+	for _, tt := range []struct {
+		h          string
+		start, end int
+	}{
+		{"bytes=0-99", 0, 99},
+		{"bytes=261100-261200", 261100, 261200}, // across a GridFS chunk's end
+		{"bytes=-10", n - 10, n - 1},
+		{fmt.Sprintf("bytes=%d-", n-3), n - 3, n - 1},
+	} {
+		r := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", tt.h)
+		want := fmt.Sprintf("bytes %d-%d/%d", tt.start, tt.end, n)
+		if r.Status != 206 || r.Header.Get("Content-Range") != want || !bytes.Equal(r.Body, content[tt.start:tt.end+1]) {
+			t.Fatalf("Range %s: %d %q, %d bytes", tt.h, r.Status, r.Header.Get("Content-Range"), len(r.Body))
+		}
+	}
+	if r := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", fmt.Sprintf("bytes=%d-", n)); r.Status != 416 ||
+		r.ErrorCode() != "range_not_satisfiable" || r.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", n) {
+		t.Fatalf("Range past the end: %d %s", r.Status, r.Body)
+	}
+	// If-Range with other bytes' tag: the whole file.
+	if r := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", "bytes=0-9", "If-Range", `"other"`); r.Status != 200 || len(r.Body) != n {
+		t.Fatalf("If-Range mismatch: %d, %d bytes", r.Status, len(r.Body))
+	}
+	if r := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", "bytes=0-9", "If-Range", etag); r.Status != 206 || len(r.Body) != 10 {
+		t.Fatalf("If-Range match: %d, %d bytes", r.Status, len(r.Body))
 	}
 }

@@ -25,6 +25,8 @@ const (
 	CodeRegistrationClosed   Code = "registration_closed"
 	CodeMuted                Code = "muted"
 	CodeBanned               Code = "banned"
+	// CodeRangeNotSatisfiable: a file download's Range lies past the file's end (an addition).
+	CodeRangeNotSatisfiable Code = "range_not_satisfiable"
 )
 
 // statusByCode is the one table from codes to HTTP statuses.
@@ -43,6 +45,7 @@ var statusByCode = map[Code]int{
 	CodeRegistrationClosed:   http.StatusForbidden,
 	CodeMuted:                http.StatusForbidden,
 	CodeBanned:               http.StatusForbidden,
+	CodeRangeNotSatisfiable:  http.StatusRequestedRangeNotSatisfiable,
 }
 
 // HTTPStatus is the HTTP status the contract gives code; unknown codes are 500.
