@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"path"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/mesh"
 	"github.com/themesh/mesh/pkg/rbac"
 	"github.com/themesh/mesh/pkg/store"
@@ -295,4 +297,84 @@ func (s *Service) deleteBlobs(ctx context.Context, files []mesh.File) {
 			s.log.Warn("file bytes not deleted", "file", f.ID, "err", err)
 		}
 	}
+}
+
+// limitOrphanSweep is the counter that elects, per interval, the one worker that sweeps.
+const limitOrphanSweep = "orphan-sweep"
+
+// sweepOrphansEvery runs sweepOrphans every interval, on one worker of the mesh per interval
+// (the first to count itself in the interval's window of Deps.Limits), until ctx is done.
+func (s *Service) sweepOrphansEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, _, err := s.counter.Add(ctx, limitOrphanSweep, 1, interval, now)
+			if err != nil || n != 1 {
+				continue // another worker has this interval (or the counter is away: next time)
+			}
+			deleted, err := s.sweepOrphans(ctx, now)
+			if err != nil {
+				s.log.Warn("orphaned file bytes not swept", "err", err)
+				continue
+			}
+			if deleted > 0 {
+				s.log.Info("orphaned file bytes deleted", "count", deleted)
+			}
+		}
+	}
+}
+
+// sweepOrphans deletes the bytes that no file record points to and that were stored more
+// than OrphanGrace before now: an upload whose record was never made (its API worker was
+// away at that moment), or a deletion of bytes that failed. Bytes younger than that may be
+// an upload between its two steps, and stay.
+func (s *Service) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
+	if s.blobs == nil {
+		return 0, nil
+	}
+	deleted := 0
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		found, err := s.store.FilesByIDs(ctx, batch)
+		if err != nil {
+			return err
+		}
+		known := make(map[string]bool, len(found))
+		for _, f := range found {
+			known[f.ID] = true
+		}
+		for _, id := range batch {
+			if known[id] {
+				continue
+			}
+			if err := s.blobs.Delete(ctx, id); err != nil {
+				return err
+			}
+			deleted++
+		}
+		batch = batch[:0]
+		return nil
+	}
+	cutoff := now.Add(-s.cfg.OrphanGrace)
+	err := s.blobs.Each(ctx, func(i blob.Info) error {
+		if !i.Stored.Before(cutoff) {
+			return nil
+		}
+		batch = append(batch, i.ID)
+		if len(batch) == mesh.MaxListLimit {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return deleted, err
 }

@@ -44,6 +44,11 @@ type Config struct {
 	FailedLoginsPerMinute int
 	// UploadsPerMinute per participant (60).
 	UploadsPerMinute int
+	// OrphanGrace is how old bytes no file record points to must be before they are deleted
+	// (1 h: far longer than an upload's two steps); OrphanSweepInterval is how often one
+	// worker of the mesh looks for them (1 h).
+	OrphanGrace         time.Duration
+	OrphanSweepInterval time.Duration
 	// MaxFileBytes bounds an uploaded file (mesh.DefaultMaxFileBytes); the mesh's settings may
 	// lower it.
 	MaxFileBytes int64
@@ -74,6 +79,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.UploadsPerMinute == 0 {
 		c.UploadsPerMinute = 60
+	}
+	if c.OrphanGrace == 0 {
+		c.OrphanGrace = time.Hour
+	}
+	if c.OrphanSweepInterval == 0 {
+		c.OrphanSweepInterval = time.Hour
 	}
 	if c.MaxFileBytes == 0 {
 		c.MaxFileBytes = mesh.DefaultMaxFileBytes
@@ -199,7 +210,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("apisvc: subscribe settings: %w", err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	go func() {
+		defer wg.Done()
+		s.sweepOrphansEvery(sweepCtx, s.cfg.OrphanSweepInterval)
+	}()
 	go func() {
 		defer wg.Done()
 		s.online.follow(ctx, sub)
@@ -211,6 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		stopSweep()
 		_ = sub.Close()
 		_ = settingsSub.Close()
 		wg.Wait()

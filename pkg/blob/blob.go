@@ -10,6 +10,7 @@ import (
 	"context"
 	"io"
 	"regexp"
+	"time"
 
 	"github.com/themesh/mesh/pkg/mesh"
 )
@@ -27,9 +28,21 @@ type Store interface {
 	Open(ctx context.Context, id string) (io.ReadCloser, int64, error)
 	// Delete removes the bytes; an unknown id is not an error.
 	Delete(ctx context.Context, id string) error
+	// Each calls fn with every id that has bytes stored, in no particular order, until fn
+	// returns an error, which Each returns. Ids stored or deleted meanwhile may or may not be
+	// seen. (The API service uses it to find bytes no file record points to.)
+	Each(ctx context.Context, fn func(Info) error) error
 	// Ping answers whether the storage answers (for readiness).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Info is what Each tells of an id's bytes.
+type Info struct {
+	ID   string
+	Size int64
+	// Stored is about when the bytes were stored: between the start and the end of their Put.
+	Stored time.Time
 }
 
 var validID = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)

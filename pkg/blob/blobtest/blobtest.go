@@ -27,6 +27,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/mesh"
@@ -61,6 +62,33 @@ type test struct {
 }
 
 var tests = []test{
+	// Each calls fn with every id that has bytes stored, until fn returns an error.
+	{"Each", func(t *testing.T, s blob.Store) {
+		before := time.Now().Add(-2 * time.Second)
+		put(t, s, "each1", []byte("one"))
+		put(t, s, "each2", randomBytes(2, Chunk+5))
+		put(t, s, "each3", nil)
+		if err := s.Delete(t.Context(), "each3"); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now().Add(2 * time.Second)
+		got := map[string]int64{}
+		err := s.Each(t.Context(), func(i blob.Info) error {
+			if i.Stored.Before(before) || i.Stored.After(after) {
+				t.Errorf("%s stored at %v, not between %v and %v", i.ID, i.Stored, before, after)
+			}
+			got[i.ID] = i.Size
+			return nil
+		})
+		if err != nil || len(got) != 2 || got["each1"] != 3 || got["each2"] != Chunk+5 {
+			t.Fatalf("Each = %v, %v", got, err)
+		}
+		stop := errors.New("stop")
+		calls := 0
+		if err := s.Each(t.Context(), func(blob.Info) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+			t.Fatalf("Each stopped by fn: %v after %d calls", err, calls)
+		}
+	}},
 	// Put stores the bytes read from r (to its EOF) under id and returns their number.
 	// Open returns the bytes and their number.
 	{"RoundTrip", func(t *testing.T, s blob.Store) {

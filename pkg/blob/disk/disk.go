@@ -235,6 +235,43 @@ func (s *Store) Delete(_ context.Context, id string) error {
 	return nil
 }
 
+// Each implements blob.Store: the files of the id folders, their modification time as Stored
+// (a Put's rename keeps the time its temporary file was last written).
+func (s *Store) Each(ctx context.Context, fn func(blob.Info) error) error {
+	subs, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("disk: each: %w", err)
+	}
+	for _, sub := range subs {
+		if !sub.IsDir() || blob.CheckID(sub.Name()) != nil {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(s.dir, sub.Name()))
+		if err != nil {
+			return fmt.Errorf("disk: each: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() || blob.CheckID(e.Name()) != nil {
+				continue // temporary files (".tmp-...") and strangers
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since
+			}
+			if err != nil {
+				return fmt.Errorf("disk: each: %w", err)
+			}
+			if err := fn(blob.Info{ID: e.Name(), Size: info.Size(), Stored: info.ModTime()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Ping implements blob.Store: the folder is there and is a folder.
 func (s *Store) Ping(context.Context) error {
 	info, err := os.Stat(s.dir)

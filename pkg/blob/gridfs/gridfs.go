@@ -380,6 +380,29 @@ func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, int64, erro
 	return ds, ds.GetFile().Length, nil
 }
 
+// Each implements blob.Store: the ids' pointers, with the time their file's ObjectID was made
+// (when its Put began) as Stored.
+func (s *Store) Each(ctx context.Context, fn func(blob.Info) error) error {
+	cur, err := s.ids.Find(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("gridfs: each: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var p pointer
+		if err := cur.Decode(&p); err != nil {
+			return fmt.Errorf("gridfs: each: %w", err)
+		}
+		if err := fn(blob.Info{ID: p.ID, Size: p.Length, Stored: p.File.Timestamp()}); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("gridfs: each: %w", err)
+	}
+	return nil
+}
+
 // Delete implements blob.Store. The bytes stay ReadGrace for the readers that have them
 // open, then the sweep removes them.
 func (s *Store) Delete(ctx context.Context, id string) error {
