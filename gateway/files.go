@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/mesh"
@@ -94,6 +95,13 @@ func (g *Gateway) upload(r mesh.Route) fiber.Handler {
 		if g.blobs == nil {
 			return fail(mesh.Errorf(mesh.CodeUnavailable, "this mesh has no file storage configured"))
 		}
+		select {
+		case g.uploads <- struct{}{}:
+			defer func() { <-g.uploads }()
+		default:
+			c.Set(fiber.HeaderRetryAfter, "5")
+			return fail(mesh.Errorf(mesh.CodeUnavailable, "too many uploads in progress on this server; try again shortly"))
+		}
 		mt, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 		if err != nil || mt != fiber.MIMEMultipartForm || params["boundary"] == "" {
 			return fail(mesh.Errorf(mesh.CodeUnsupportedMediaType, "send multipart/form-data with the fields roomId and file"))
@@ -151,14 +159,16 @@ func (g *Gateway) upload(r mesh.Route) fiber.Handler {
 		head, _ := br.Peek(512)
 		contentType := http.DetectContentType(head)
 		sum := sha256.New()
-		size, err := g.blobs.Put(ctx, grant.FileID, io.TeeReader(br, sum), max)
+		client := &clientReader{r: br}
+		size, err := g.blobs.Put(ctx, grant.FileID, io.TeeReader(client, sum), max)
 		if err != nil {
 			var me *mesh.Error
 			if errors.As(err, &me) && me.Code == mesh.CodePayloadTooLarge {
 				return fail(tooLarge(max))
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, multipart.ErrMessageTooLarge) || c.Context().Err() != nil {
-				return fail(mesh.Errorf(mesh.CodeBadRequest, "the upload was cut short"))
+			if client.err != nil {
+				// The client's side: cut short, malformed, or slower than MESH_FILE_TIMEOUT.
+				return fail(mesh.Errorf(mesh.CodeBadRequest, "the upload was cut short or too slow (%v)", client.err))
 			}
 			g.log.Warn("file not stored", "file", grant.FileID, "err", err)
 			return fail(mesh.Errorf(mesh.CodeUnavailable, "the file could not be stored; try again"))
@@ -187,6 +197,21 @@ func (g *Gateway) upload(r mesh.Route) fiber.Handler {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Status(http.StatusCreated).Send(rep.Result)
 	}
+}
+
+// clientReader keeps the error of reading an upload from its client (other than its end), to
+// tell the client's failures from the blob store's.
+type clientReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *clientReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 func tooLarge(max int64) *mesh.Error {
@@ -353,4 +378,19 @@ func etagMatches(header, etag string) bool {
 		}
 	}
 	return false
+}
+
+// fileTimeouts gives file uploads and downloads FileTimeout to be read and written, in place
+// of ReadTimeout (fasthttp asks once a request's headers are in).
+func (g *Gateway) fileTimeouts(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	path := string(h.RequestURI())
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	switch {
+	case string(h.Method()) == fiber.MethodPost && path == "/api/files",
+		string(h.Method()) == fiber.MethodGet && strings.HasPrefix(path, "/api/files/"):
+		return fasthttp.RequestConfig{ReadTimeout: g.cfg.FileTimeout, WriteTimeout: g.cfg.FileTimeout}
+	}
+	return fasthttp.RequestConfig{}
 }

@@ -47,6 +47,13 @@ type Config struct {
 	// MaxFileBytes bounds an uploaded file (mesh.DefaultMaxFileBytes); the mesh's settings
 	// may lower it.
 	MaxFileBytes int64
+	// ReadTimeout bounds reading a request, headers and body (30 s), and writing its answer;
+	// FileTimeout replaces it for file uploads and downloads (10 min: 25 MiB at 42 KB/s).
+	ReadTimeout time.Duration
+	FileTimeout time.Duration
+	// MaxUploads bounds the uploads in progress on this gateway (64): more are answered
+	// unavailable at once.
+	MaxUploads int
 	// FramesPerSecond and FrameBurst rate-limit each socket (200, 400).
 	FramesPerSecond float64
 	FrameBurst      int
@@ -101,6 +108,11 @@ func (c *Config) setDefaults() {
 	if c.MaxFileBytes == 0 {
 		c.MaxFileBytes = mesh.DefaultMaxFileBytes
 	}
+	def(&c.ReadTimeout, 30*time.Second)
+	def(&c.FileTimeout, 10*time.Minute)
+	if c.MaxUploads == 0 {
+		c.MaxUploads = 64
+	}
 	if c.FramesPerSecond == 0 {
 		c.FramesPerSecond = 200
 	}
@@ -148,6 +160,8 @@ type Gateway struct {
 	metrics *metrics
 	ready   []Check
 	blobs   blob.Store
+	// uploads holds a token per upload in progress (MaxUploads).
+	uploads chan struct{}
 	gather  prometheus.Gatherer
 
 	writers  *writers
@@ -173,6 +187,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, bus: deps.Bus, log: log.With("service", "gateway", "gateway", cfg.ID),
 		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer, blobs: deps.Blobs,
+		uploads: make(chan struct{}, cfg.MaxUploads),
 	}
 	g.req = newRequester(deps.Bus, cfg.ID, cfg.RequestTimeout)
 	g.writers = newWriters(cfg.WriteInterval)

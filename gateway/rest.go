@@ -39,8 +39,8 @@ func (g *Gateway) newApp() *fiber.App {
 		BodyLimit:                    g.cfg.MaxBodyBytes + 1<<20,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
-		ReadTimeout:                  30 * time.Second,
-		WriteTimeout:                 30 * time.Second,
+		ReadTimeout:                  g.cfg.ReadTimeout,
+		WriteTimeout:                 g.cfg.ReadTimeout,
 		IdleTimeout:                  120 * time.Second,
 		// fasthttp keeps this buffer for the life of an upgraded connection: it is per-socket
 		// memory, so it stays at the default (which also bounds request headers).
@@ -109,6 +109,7 @@ func (g *Gateway) newApp() *fiber.App {
 			return c.SendString(placeholderPage)
 		})
 	}
+	app.Server().HeaderReceived = g.fileTimeouts
 	return app
 }
 

@@ -27,6 +27,9 @@ type config struct {
 	MaxFileBytes           int
 	FilesDir               string
 	UploadsPerMinute       int
+	HTTPTimeout            time.Duration
+	FileTimeout            time.Duration
+	MaxUploads             int
 	FramesPerSecond        float64
 	FrameBurst             int
 	SendQueue              int
@@ -104,6 +107,9 @@ var settings = []setting{
 	{"MESH_MAX_FILE_BYTES", "26214400", num(func(c *config) *int { return &c.MaxFileBytes })},
 	{"MESH_FILES_DIR", "", str(func(c *config) *string { return &c.FilesDir })},
 	{"MESH_UPLOADS_PER_MINUTE", "60", num(func(c *config) *int { return &c.UploadsPerMinute })},
+	{"MESH_HTTP_TIMEOUT", "30s", dur(func(c *config) *time.Duration { return &c.HTTPTimeout })},
+	{"MESH_FILE_TIMEOUT", "10m", dur(func(c *config) *time.Duration { return &c.FileTimeout })},
+	{"MESH_MAX_UPLOADS", "64", num(func(c *config) *int { return &c.MaxUploads })},
 	{"MESH_WS_FRAMES_PER_SECOND", "200", func(c *config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {

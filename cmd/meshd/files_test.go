@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +297,82 @@ func checkRanges(t *testing.T, c *mt.Client, token, id string, content []byte) {
 	}
 	if r := c.Do(t, "GET", "/api/files/"+id, token, nil, "Range", "bytes=0-9", "If-Range", etag); r.Status != 206 || len(r.Body) != 10 {
 		t.Fatalf("If-Range match: %d, %d bytes", r.Status, len(r.Body))
+	}
+}
+
+// A slow upload has MESH_FILE_TIMEOUT, where any other request has MESH_HTTP_TIMEOUT; and a
+// gateway takes MESH_MAX_UPLOADS uploads at once, answering more unavailable.
+func TestSlowUploads(t *testing.T) {
+	m := startAllInOne(t, map[string]string{"MESH_HTTP_TIMEOUT": "1s", "MESH_MAX_UPLOADS": "1"})
+	c := mt.NewClient(m.base)
+	u := c.Register(t, "Slow")
+	room := c.Must(t, 201, "POST", "/api/rooms", u.Token, M{"name": "slow"})["id"].(string)
+
+	// The upload trickles in over about 2.4 s, past the 1 s of other requests.
+	pr, pw := io.Pipe()
+	form := multipart.NewWriter(pw)
+	firstSent := make(chan struct{})
+	go func() {
+		_ = form.WriteField("roomId", room)
+		part, _ := form.CreateFormFile("file", "slow.txt")
+		for i := range 3 {
+			_, _ = part.Write(bytes.Repeat([]byte("x"), 10000))
+			if i == 0 {
+				close(firstSent)
+			}
+			time.Sleep(800 * time.Millisecond) // a slow client: the time is what is tested
+		}
+		_ = form.Close()
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", m.base+"/api/files", pr)
+	req.Header.Set("Authorization", "Bearer "+u.Token)
+	req.Header.Set("Content-Type", form.FormDataContentType())
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("slow upload: %v", err)
+			close(done)
+			return
+		}
+		done <- resp
+	}()
+	<-firstSent
+	// While it is in progress, the gateway's one upload slot is taken.
+	var busy mt.Response
+	deadline := time.Now().Add(2 * time.Second)
+	for busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b")); busy.Status != 503 && time.Now().Before(deadline); {
+		busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b"))
+	}
+	if busy.Status != 503 || busy.ErrorCode() != "unavailable" || busy.Header.Get("Retry-After") == "" {
+		t.Fatalf("a second upload at once: %d %s", busy.Status, busy.Body)
+	}
+	resp := <-done
+	if resp == nil {
+		t.FailNow()
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.Contains(string(body), `"size":30000`) {
+		t.Fatalf("slow upload: %d %s", resp.StatusCode, body)
+	}
+	if r := c.Upload(t, u.Token, room, "after.txt", "text/plain", []byte("after")); r.Status != 201 {
+		t.Fatalf("an upload once the slot is free: %d %s", r.Status, r.Body)
+	}
+
+	// Any other request that trickles in as slowly is cut off.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(m.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = fmt.Fprintf(conn, "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"email\":")
+	time.Sleep(1500 * time.Millisecond) // past MESH_HTTP_TIMEOUT
+	_, _ = conn.Write([]byte(`"slow@example.com","password":"password-123"}`))
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	answer, _ := io.ReadAll(conn)
+	if strings.HasPrefix(string(answer), "HTTP/1.1 2") || strings.HasPrefix(string(answer), "HTTP/1.1 4") && !strings.HasPrefix(string(answer), "HTTP/1.1 408") {
+		t.Fatalf("a request slower than MESH_HTTP_TIMEOUT was answered: %.200s", answer)
 	}
 }

@@ -212,7 +212,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 		gw, err := gateway.New(gateway.Config{
 			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
 			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
-			MaxFileBytes:    int64(cfg.MaxFileBytes),
+			MaxFileBytes: int64(cfg.MaxFileBytes), ReadTimeout: cfg.HTTPTimeout, FileTimeout: cfg.FileTimeout, MaxUploads: cfg.MaxUploads,
 			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
 			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, WriteInterval: cfg.WriteInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 			Web: web.Files(),
