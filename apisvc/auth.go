@@ -89,11 +89,8 @@ func (s *Service) newAccount(in credentials) (store.Account, error) {
 	if err != nil {
 		return store.Account{}, err
 	}
-	if len([]rune(in.Password)) < mesh.MinPasswordLength {
-		return store.Account{}, mesh.Errorf(mesh.CodeBadRequest, "password must be at least %d characters", mesh.MinPasswordLength)
-	}
-	if len(in.Password) > mesh.MaxPasswordBytes {
-		return store.Account{}, mesh.Errorf(mesh.CodeBadRequest, "password must be at most %d bytes", mesh.MaxPasswordBytes)
+	if err := validPassword("password", in.Password); err != nil {
+		return store.Account{}, err
 	}
 	name, err := text("displayName", in.DisplayName, true, mesh.MaxDisplayNameRunes)
 	if err != nil {
@@ -113,6 +110,17 @@ func (s *Service) newAccount(in credentials) (store.Account, error) {
 		},
 		PasswordHash: hash,
 	}, nil
+}
+
+// validPassword checks a new password's length: bcrypt reads at most mesh.MaxPasswordBytes.
+func validPassword(field, p string) error {
+	if len([]rune(p)) < mesh.MinPasswordLength {
+		return mesh.Errorf(mesh.CodeBadRequest, "%s must be at least %d characters", field, mesh.MinPasswordLength)
+	}
+	if len(p) > mesh.MaxPasswordBytes {
+		return mesh.Errorf(mesh.CodeBadRequest, "%s must be at most %d bytes", field, mesh.MaxPasswordBytes)
+	}
+	return nil
 }
 
 // validEmail lower-cases and checks an email address (a local part, an @, a domain with a dot).
@@ -182,7 +190,7 @@ func (s *Service) register(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Service) issue(acc store.Account, now time.Time) (session, error) {
-	tok, _, err := s.tokens.Issue(acc.ID, now)
+	tok, _, err := s.tokens.Issue(acc.ID, acc.TokenGen, now)
 	if err != nil {
 		return session{}, err
 	}
@@ -312,4 +320,80 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 		res.Participants = append(res.Participants, s.view(a, false))
 	}
 	return res, nil
+}
+
+// meUpdate changes the caller's own profile: its display name.
+func (s *Service) meUpdate(ctx context.Context, c *call) (any, error) {
+	var in struct {
+		DisplayName *string `json:"displayName"`
+	}
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	if in.DisplayName == nil {
+		return nil, mesh.Errorf(mesh.CodeBadRequest, "displayName is required")
+	}
+	name, err := text("displayName", *in.DisplayName, true, mesh.MaxDisplayNameRunes)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := s.store.UpdateParticipant(ctx, c.actor.ID, store.ParticipantUpdate{DisplayName: &name})
+	if err != nil {
+		return nil, err
+	}
+	return s.view(acc, true), nil
+}
+
+// passwordChange replaces the caller's password, given its current one, and signs it out
+// everywhere else: every token issued before is refused from now on, and its open sockets
+// close (4001). It answers with a new session.
+func (s *Service) passwordChange(ctx context.Context, c *call) (any, error) {
+	var in struct {
+		CurrentPassword string `json:"currentPassword"`
+		NewPassword     string `json:"newPassword"`
+	}
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	if err := validPassword("newPassword", in.NewPassword); err != nil {
+		return nil, err
+	}
+	// Guessing the current password through this route counts as failed logins.
+	if over, retry := s.over(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now); over {
+		return nil, rateLimited(retry, "failed password checks for this account")
+	}
+	if len(c.actor.PasswordHash) == 0 || !auth.CheckPassword(c.actor.PasswordHash, in.CurrentPassword) {
+		s.take(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now)
+		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "the current password is wrong")
+	}
+	hash, err := auth.HashPassword(in.NewPassword, s.cfg.BcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	gen := c.actor.TokenGen + 1
+	acc, err := s.store.UpdateParticipant(ctx, c.actor.ID, store.ParticipantUpdate{PasswordHash: &hash, TokenGen: &gen})
+	if err != nil {
+		return nil, err
+	}
+	s.closeSessions(ctx, acc.ID, "password changed")
+	return s.issue(acc, c.now)
+}
+
+// logoutEverywhere refuses every token the caller holds (this one included) and closes its
+// sockets.
+func (s *Service) logoutEverywhere(ctx context.Context, c *call) (any, error) {
+	gen := c.actor.TokenGen + 1
+	if _, err := s.store.UpdateParticipant(ctx, c.actor.ID, store.ParticipantUpdate{TokenGen: &gen}); err != nil {
+		return nil, err
+	}
+	s.closeSessions(ctx, c.actor.ID, "signed out everywhere")
+	return nil, nil
+}
+
+// closeSessions closes every open socket of a participant, on every gateway.
+func (s *Service) closeSessions(ctx context.Context, id, reason string) {
+	s.publish(ctx, mesh.ParticipantSubject(id), mesh.Event{
+		Type:  "logout",
+		Close: &mesh.CloseSpec{Code: CloseTokenRevoked, Reason: reason},
+	}, map[string]string{"type": "logout"})
 }

@@ -397,6 +397,9 @@ func (s *Service) authenticate(ctx context.Context, a *mesh.Actor) (store.Accoun
 		}
 		return store.Account{}, err
 	}
+	if a.TokenGen < acc.TokenGen {
+		return store.Account{}, mesh.Errorf(mesh.CodeUnauthorized, "token revoked: the password changed, or the participant signed out everywhere")
+	}
 	if acc.Banned {
 		return store.Account{}, mesh.Errorf(mesh.CodeBanned, "you are banned from this mesh")
 	}
@@ -498,6 +501,9 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpFilesDelete:    {s.filesDelete, 204},
 		mesh.OpFilesList:      {s.filesList, 0},
 		mesh.OpFeedPost:       {s.feedPost, 201},
+		mesh.OpAuthUpdate:     {s.meUpdate, 0},
+		mesh.OpAuthPassword:   {s.passwordChange, 0},
+		mesh.OpAuthSessions:   {s.logoutEverywhere, 204},
 	}
 	ops := map[string]op{}
 	for _, r := range mesh.Routes {

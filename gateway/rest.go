@@ -143,7 +143,7 @@ func (g *Gateway) bearer(c *fiber.Ctx) (*mesh.Actor, *mesh.Error) {
 	if err != nil {
 		return nil, mesh.AsError(err)
 	}
-	return &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), Addr: c.IP()}, nil
+	return &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), TokenGen: claims.Generation, Addr: c.IP()}, nil
 }
 
 // restHandler serves one route by sending its operation to the API service.

@@ -56,6 +56,7 @@ type socket struct {
 	// Set once authenticated; role may change (hub.mu guards it after registration).
 	participantID string
 	tokenID       string
+	tokenGen      int
 	tokenExp      int64
 	role          string
 

@@ -148,7 +148,7 @@ func (g *Gateway) handleFrame(s *socket, data []byte) {
 }
 
 func (g *Gateway) actor(s *socket) *mesh.Actor {
-	return &mesh.Actor{ID: s.participantID, TokenID: s.tokenID, TokenExp: s.tokenExp, Addr: s.addr}
+	return &mesh.Actor{ID: s.participantID, TokenID: s.tokenID, TokenExp: s.tokenExp, TokenGen: s.tokenGen, Addr: s.addr}
 }
 
 // apiEvent sends a client event to the API service and answers with its result.
@@ -264,7 +264,7 @@ func (g *Gateway) authenticate(s *socket, ref string, fields map[string]json.Raw
 		s.send(errorFrame(ref, mesh.AsError(err)))
 		return
 	}
-	actor := &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), Addr: s.addr}
+	actor := &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), TokenGen: claims.Generation, Addr: s.addr}
 	rep := g.req.do(context.Background(), mesh.StreamAPI, &mesh.Command{Op: mesh.OpSessionOpen, Actor: actor})
 	if rep.Error != nil {
 		s.send(errorFrame(ref, rep.Error))
@@ -275,7 +275,7 @@ func (g *Gateway) authenticate(s *socket, ref string, fields map[string]json.Raw
 		s.send(errorFrame(ref, mesh.Errorf(mesh.CodeInternal, "bad session")))
 		return
 	}
-	s.participantID, s.tokenID, s.tokenExp, s.role = claims.ParticipantID, claims.TokenID, claims.ExpiresAt.Unix(), sess.Participant.Role
+	s.participantID, s.tokenID, s.tokenExp, s.tokenGen, s.role = claims.ParticipantID, claims.TokenID, claims.ExpiresAt.Unix(), claims.Generation, sess.Participant.Role
 	rooms := make([]string, len(sess.Rooms))
 	lastSeq := make(map[string]int64, len(sess.Rooms))
 	for i, r := range sess.Rooms {

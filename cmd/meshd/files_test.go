@@ -303,24 +303,28 @@ func checkRanges(t *testing.T, c *mt.Client, token, id string, content []byte) {
 // A slow upload has MESH_FILE_TIMEOUT, where any other request has MESH_HTTP_TIMEOUT; and a
 // gateway takes MESH_MAX_UPLOADS uploads at once, answering more unavailable.
 func TestSlowUploads(t *testing.T) {
-	m := startAllInOne(t, map[string]string{"MESH_HTTP_TIMEOUT": "1s", "MESH_MAX_UPLOADS": "1"})
+	m := startAllInOne(t, map[string]string{"MESH_HTTP_TIMEOUT": "1s", "MESH_MAX_UPLOADS": "1", "MESH_UPLOADS_PER_MINUTE": "100000"})
 	c := mt.NewClient(m.base)
 	u := c.Register(t, "Slow")
 	room := c.Must(t, 201, "POST", "/api/rooms", u.Token, M{"name": "slow"})["id"].(string)
 
-	// The upload trickles in over about 2.4 s, past the 1 s of other requests.
+	// The upload sends a first part, holds until the test has seen the gateway busy, then
+	// trickles the rest in well past the 1 s other requests get.
 	pr, pw := io.Pipe()
 	form := multipart.NewWriter(pw)
-	firstSent := make(chan struct{})
+	firstSent, busySeen := make(chan struct{}), make(chan struct{})
 	go func() {
 		_ = form.WriteField("roomId", room)
 		part, _ := form.CreateFormFile("file", "slow.txt")
-		for i := range 3 {
+		_, _ = part.Write(bytes.Repeat([]byte("x"), 10000))
+		close(firstSent)
+		select {
+		case <-busySeen:
+		case <-time.After(10 * time.Second):
+		}
+		for range 2 {
+			time.Sleep(700 * time.Millisecond) // a slow client: the time is what is tested
 			_, _ = part.Write(bytes.Repeat([]byte("x"), 10000))
-			if i == 0 {
-				close(firstSent)
-			}
-			time.Sleep(800 * time.Millisecond) // a slow client: the time is what is tested
 		}
 		_ = form.Close()
 		_ = pw.Close()
@@ -328,34 +332,37 @@ func TestSlowUploads(t *testing.T) {
 	req, _ := http.NewRequest("POST", m.base+"/api/files", pr)
 	req.Header.Set("Authorization", "Bearer "+u.Token)
 	req.Header.Set("Content-Type", form.FormDataContentType())
-	done := make(chan *http.Response, 1)
+	type result struct {
+		status int
+		body   []byte
+		err    error
+	}
+	done := make(chan result, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Errorf("slow upload: %v", err)
-			close(done)
+			done <- result{err: err}
 			return
 		}
-		done <- resp
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode, body: body}
 	}()
 	<-firstSent
 	// While it is in progress, the gateway's one upload slot is taken.
 	var busy mt.Response
-	deadline := time.Now().Add(2 * time.Second)
-	for busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b")); busy.Status != 503 && time.Now().Before(deadline); {
-		busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b"))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b")); busy.Status == 503 {
+			break
+		}
 	}
+	close(busySeen)
 	if busy.Status != 503 || busy.ErrorCode() != "unavailable" || busy.Header.Get("Retry-After") == "" {
 		t.Fatalf("a second upload at once: %d %s", busy.Status, busy.Body)
 	}
-	resp := <-done
-	if resp == nil {
-		t.FailNow()
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || !strings.Contains(string(body), `"size":30000`) {
-		t.Fatalf("slow upload: %d %s", resp.StatusCode, body)
+	res := <-done
+	if res.err != nil || res.status != 201 || !strings.Contains(string(res.body), `"size":30000`) {
+		t.Fatalf("slow upload: %d %s %v", res.status, res.body, res.err)
 	}
 	if r := c.Upload(t, u.Token, room, "after.txt", "text/plain", []byte("after")); r.Status != 201 {
 		t.Fatalf("an upload once the slot is free: %d %s", r.Status, r.Body)

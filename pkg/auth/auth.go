@@ -29,6 +29,16 @@ type Claims struct {
 	TokenID       string
 	IssuedAt      time.Time
 	ExpiresAt     time.Time
+	// Generation is the participant's token generation when the token was issued (the "gen"
+	// claim; 0 when absent): a password change or "log out everywhere" raises the
+	// participant's, and older tokens are refused.
+	Generation int
+}
+
+// jwtClaims are the registered claims and the mesh's own.
+type jwtClaims struct {
+	jwt.RegisteredClaims
+	Gen int `json:"gen,omitempty"`
 }
 
 // Tokens issues and verifies tokens with one secret.
@@ -68,21 +78,23 @@ func NewSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Issue makes a token for a participant, valid from now for the issuer's lifetime.
-func (t *Tokens) Issue(participantID string, now time.Time) (string, Claims, error) {
+// Issue makes a token of generation gen for a participant, valid from now for the issuer's
+// lifetime.
+func (t *Tokens) Issue(participantID string, gen int, now time.Time) (string, Claims, error) {
 	c := Claims{
 		ParticipantID: participantID,
 		TokenID:       ulid.Make().String(),
 		IssuedAt:      now.Truncate(time.Second),
 		ExpiresAt:     now.Add(t.ttl).Truncate(time.Second),
+		Generation:    gen,
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwtClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    Issuer,
 		Subject:   c.ParticipantID,
 		ID:        c.TokenID,
 		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
 		ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
-	})
+	}, Gen: gen})
 	s, err := tok.SignedString(t.secret)
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("auth: sign token: %w", err)
@@ -92,15 +104,16 @@ func (t *Tokens) Issue(participantID string, now time.Time) (string, Claims, err
 
 // Verify checks a token's signature, issuer and lifetime. Every failure is CodeUnauthorized.
 func (t *Tokens) Verify(token string) (Claims, error) {
-	var rc jwt.RegisteredClaims
-	_, err := t.parser.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil })
+	var jc jwtClaims
+	_, err := t.parser.ParseWithClaims(token, &jc, func(*jwt.Token) (any, error) { return t.secret, nil })
+	rc := jc.RegisteredClaims
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Claims{}, mesh.Errorf(mesh.CodeUnauthorized, "token expired")
 		}
 		return Claims{}, mesh.Errorf(mesh.CodeUnauthorized, "invalid token")
 	}
-	if rc.Subject == "" || rc.ID == "" {
+	if rc.Subject == "" || rc.ID == "" || jc.Gen < 0 {
 		return Claims{}, mesh.Errorf(mesh.CodeUnauthorized, "invalid token")
 	}
 	return Claims{
@@ -108,6 +121,7 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 		TokenID:       rc.ID,
 		IssuedAt:      rc.IssuedAt.Time,
 		ExpiresAt:     rc.ExpiresAt.Time,
+		Generation:    jc.Gen,
 	}, nil
 }
 

@@ -16,7 +16,7 @@ func TestTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, c, err := tk.Issue("p1", time.Now())
+	tok, c, err := tk.Issue("p1", 3, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,13 +24,13 @@ func TestTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	if got.ParticipantID != "p1" || got.TokenID != c.TokenID || got.TokenID == "" {
+	if got.ParticipantID != "p1" || got.TokenID != c.TokenID || got.TokenID == "" || got.Generation != 3 {
 		t.Fatalf("claims = %+v, issued %+v", got, c)
 	}
 
 	other, _ := NewTokens([]byte(strings.Repeat("x", 32)), time.Hour)
 	expired, _ := NewTokens(secret, time.Second)
-	old, _, _ := expired.Issue("p1", time.Now().Add(-time.Hour))
+	old, _, _ := expired.Issue("p1", 0, time.Now().Add(-time.Hour))
 	for name, bad := range map[string]string{
 		"garbage":       "not.a.token",
 		"empty":         "",
@@ -52,7 +52,7 @@ func TestTokens(t *testing.T) {
 
 func mustIssue(t *testing.T, tk *Tokens) string {
 	t.Helper()
-	s, _, err := tk.Issue("p1", time.Now())
+	s, _, err := tk.Issue("p1", 0, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

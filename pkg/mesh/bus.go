@@ -55,6 +55,8 @@ type Actor struct {
 	ID       string `json:"id"`
 	TokenID  string `json:"tokenId"`
 	TokenExp int64  `json:"tokenExp"` // unix seconds
+	// TokenGen is the token's generation (see the participant's): older ones are refused.
+	TokenGen int    `json:"tokenGen,omitempty"`
 	Addr     string `json:"addr,omitempty"`
 }
 

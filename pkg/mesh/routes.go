@@ -25,6 +25,9 @@ const (
 	OpAuthLogin      = "auth.login"
 	OpAuthMe         = "auth.me"
 	OpAuthLogout     = "auth.logout"
+	OpAuthUpdate     = "auth.update"
+	OpAuthPassword   = "auth.password"
+	OpAuthSessions   = "auth.sessions.revoke"
 	OpRoomsList      = "rooms.list"
 	OpRoomsCreate    = "rooms.create"
 	OpRoomsGet       = "rooms.get"
@@ -86,6 +89,9 @@ var Routes = []Route{
 	{"POST", "/api/auth/login", OpAuthLogin, false, "", true, "Log in"},
 	{"GET", "/api/auth/me", OpAuthMe, true, "", false, "The caller"},
 	{"POST", "/api/auth/logout", OpAuthLogout, true, "", true, "Revoke the caller's token everywhere"},
+	{"PATCH", "/api/auth/me", OpAuthUpdate, true, "", true, "Change one's own display name"},
+	{"POST", "/api/auth/password", OpAuthPassword, true, "", true, "Change one's password (the current one is needed): every other session ends, and a new token comes back"},
+	{"DELETE", "/api/auth/sessions", OpAuthSessions, true, "", true, "Sign out everywhere: every token of the caller is refused from now on, its sockets close (4001)"},
 	{"GET", "/api/participants/{participantId}", OpParticipantGet, true, "", false, "A participant"},
 	{"GET", "/api/permissions", OpPermissionsGet, true, "", false, "The 34 permissions, by category"},
 	{"GET", "/api/roles", OpRolesList, true, "", false, "The roles, highest priority first"},

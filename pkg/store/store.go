@@ -20,6 +20,9 @@ type Account struct {
 	PasswordHash []byte
 	Banned       bool
 	Deactivated  bool
+	// TokenGen is the generation of the participant's tokens: a token of an older generation
+	// is refused (a password change or "log out everywhere" raises it). It starts at 0.
+	TokenGen int
 }
 
 // FirstMode says how CreateParticipant treats the mesh's first participant.
@@ -37,18 +40,21 @@ const (
 
 // ParticipantUpdate changes the fields that are not nil.
 type ParticipantUpdate struct {
-	DisplayName *string
-	Role        *string
-	Banned      *bool
-	Deactivated *bool
+	DisplayName  *string
+	Role         *string
+	Banned       *bool
+	Deactivated  *bool
+	PasswordHash *[]byte
+	TokenGen     *int
 }
 
 // Participants are the accounts of the mesh.
 type Participants interface {
 	// CreateParticipant stores a (ID, Email lower-cased by the caller, CreatedAt set). Emails
 	// are compared case-insensitively (implementations lower-case them too); an empty email
-	// is no email (bots) and never conflicts. A taken email is CodeConflict. It returns the
-	// account as stored (its role may be owner, see mode).
+	// is no email (bots) and never conflicts. A taken email is CodeConflict. a.TokenGen is
+	// stored as given (0 for a new participant). It returns the account as stored (its role
+	// may be owner, see mode).
 	CreateParticipant(ctx context.Context, a Account, mode FirstMode) (Account, error)
 	// ParticipantByID is CodeNotFound for an unknown id.
 	ParticipantByID(ctx context.Context, id string) (Account, error)

@@ -656,3 +656,33 @@ func TestFileLeftovers(t *testing.T) {
 		t.Errorf("ListFiles(new r1) = %+v, %v; want f3", fs, err)
 	}
 }
+
+// TestOldParticipantTokenGen: a participant document written before tokenGen existed (it has
+// none) reads back with token generation 0, and all else as it was; the generation can then be
+// set and read back.
+func TestOldParticipantTokenGen(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	if _, err := s.participants.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "p1"}, {Key: "emailKey", Value: "e:ada@example.com"}, {Key: "firstKey", Value: "first"},
+		{Key: "email", Value: "ada@example.com"}, {Key: "displayName", Value: "Ada"}, {Key: "role", Value: "member"},
+		{Key: "isAgent", Value: false}, {Key: "ownerId", Value: nil}, {Key: "did", Value: nil},
+		{Key: "status", Value: "offline"}, {Key: "passwordHash", Value: []byte("hash")}, {Key: "banned", Value: false},
+		{Key: "deactivated", Value: false}, {Key: "createdAt", Value: bson.DateTime(1000)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ParticipantByID(ctx, "p1")
+	if err != nil || got.TokenGen != 0 || got.Email != "ada@example.com" || got.DisplayName != "Ada" ||
+		string(got.PasswordHash) != "hash" || got.CreatedAt.UnixMilli() != 1000 {
+		t.Fatalf("old participant = %+v, %v; want token gen 0, ada@example.com, Ada, hash, created at 1000", got, err)
+	}
+	gen := 3
+	if got, err = s.UpdateParticipant(ctx, "p1", store.ParticipantUpdate{TokenGen: &gen}); err != nil ||
+		got.TokenGen != 3 || string(got.PasswordHash) != "hash" {
+		t.Fatalf("UpdateParticipant(token gen 3) of the old participant = %+v, %v", got, err)
+	}
+	if got, err = s.ParticipantByEmail(ctx, "ada@example.com"); err != nil || got.TokenGen != 3 {
+		t.Fatalf("ParticipantByEmail after the update = %+v, %v; want token gen 3", got, err)
+	}
+}

@@ -32,6 +32,8 @@ type participantDoc struct {
 	Banned       bool          `bson:"banned"`
 	Deactivated  bool          `bson:"deactivated"`
 	CreatedAt    bson.DateTime `bson:"createdAt"`
+	// TokenGen is absent from the documents written before it: absent reads as 0.
+	TokenGen int `bson:"tokenGen"`
 }
 
 const firstClaim = "first"
@@ -59,6 +61,7 @@ func (d *participantDoc) account() store.Account {
 		PasswordHash: d.PasswordHash,
 		Banned:       d.Banned,
 		Deactivated:  d.Deactivated,
+		TokenGen:     d.TokenGen,
 	}
 }
 
@@ -81,7 +84,7 @@ func (s *Store) CreateParticipant(ctx context.Context, a store.Account, mode sto
 		ID: a.ID, EmailKey: emailKey(a.Email, a.ID), FirstKey: "n:" + a.ID, Email: a.Email,
 		DisplayName: a.DisplayName, Role: a.Role, IsAgent: a.IsAgent, OwnerID: a.OwnerID, DID: a.DID,
 		Status: a.Status, PasswordHash: a.PasswordHash, Banned: a.Banned, Deactivated: a.Deactivated,
-		CreatedAt: date(a.CreatedAt.Time),
+		CreatedAt: date(a.CreatedAt.Time), TokenGen: a.TokenGen,
 	}
 
 	var probe bson.Raw
@@ -212,6 +215,12 @@ func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.Partic
 	}
 	if u.Deactivated != nil {
 		set = append(set, bson.E{Key: "deactivated", Value: *u.Deactivated})
+	}
+	if u.PasswordHash != nil {
+		set = append(set, bson.E{Key: "passwordHash", Value: *u.PasswordHash})
+	}
+	if u.TokenGen != nil {
+		set = append(set, bson.E{Key: "tokenGen", Value: *u.TokenGen})
 	}
 	if len(set) == 0 {
 		return s.ParticipantByID(ctx, id)

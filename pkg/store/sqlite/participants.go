@@ -13,7 +13,7 @@ import (
 )
 
 const participantCols = `id, email, display_name, role, is_agent, owner_id, did, status,
-	password_hash, banned, deactivated, created_at`
+	password_hash, banned, deactivated, created_at, token_gen`
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -25,7 +25,7 @@ func scanAccount(sc scanner) (store.Account, error) {
 		created           int64
 	)
 	err := sc.Scan(&a.ID, &email, &a.DisplayName, &a.Role, &a.IsAgent, &owner, &did, &a.Status,
-		&a.PasswordHash, &a.Banned, &a.Deactivated, &created)
+		&a.PasswordHash, &a.Banned, &a.Deactivated, &created, &a.TokenGen)
 	if err != nil {
 		return store.Account{}, err
 	}
@@ -61,9 +61,9 @@ func (s *Store) CreateParticipant(ctx context.Context, a store.Account, mode sto
 			return fmt.Errorf("unknown first mode %d", mode)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO participants (`+participantCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.ID, email, a.DisplayName, a.Role, a.IsAgent, nullString(a.OwnerID), nullString(a.DID),
-			a.Status, a.PasswordHash, a.Banned, a.Deactivated, a.CreatedAt.UnixMilli())
+			a.Status, a.PasswordHash, a.Banned, a.Deactivated, a.CreatedAt.UnixMilli(), a.TokenGen)
 		if isConstraint(err, codeUnique, "participants.email") {
 			return mesh.Errorf(mesh.CodeConflict, "the email is already registered")
 		}
@@ -133,19 +133,27 @@ func (s *Store) CountParticipants(ctx context.Context) (int, error) {
 	return n, wrap("count participants", err)
 }
 
-// UpdateParticipant changes the fields of u that are set, and returns the account as stored.
+// UpdateParticipant changes the fields of u that are set, in one statement, and returns the
+// account as stored. The password hash is set by a flag rather than COALESCE: a nil hash is
+// bound as NULL, and when it is set it clears the hash.
 func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.ParticipantUpdate) (store.Account, error) {
+	var hash []byte
+	if u.PasswordHash != nil {
+		hash = *u.PasswordHash
+	}
 	var a store.Account
 	err := s.write(ctx, "update participant", func(tx *wtx) error {
 		var err error
 		a, err = scanAccount(tx.QueryRowContext(ctx, `UPDATE participants SET
-				display_name = COALESCE(?, display_name),
-				role         = COALESCE(?, role),
-				banned       = COALESCE(?, banned),
-				deactivated  = COALESCE(?, deactivated)
+				display_name  = COALESCE(?, display_name),
+				role          = COALESCE(?, role),
+				banned        = COALESCE(?, banned),
+				deactivated   = COALESCE(?, deactivated),
+				password_hash = CASE WHEN ? THEN ? ELSE password_hash END,
+				token_gen     = COALESCE(?, token_gen)
 			WHERE id = ?
 			RETURNING `+participantCols,
-			u.DisplayName, u.Role, u.Banned, u.Deactivated, id))
+			u.DisplayName, u.Role, u.Banned, u.Deactivated, u.PasswordHash != nil, hash, u.TokenGen, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("participant", id)
 		}

@@ -24,6 +24,7 @@ var migrations = []migration{
 	{version: 5, name: "invites", sql: schemaV5},
 	{version: 6, name: "files, message attachments", sql: schemaV6},
 	{version: 7, name: "message feed events", sql: schemaV7},
+	{version: 8, name: "participant token generation", sql: schemaV8},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -225,6 +226,14 @@ ALTER TABLE messages ADD COLUMN attachments TEXT;
 // DeleteMessage sets it back to NULL. Like attachments, it comes last.
 const schemaV7 = `
 ALTER TABLE messages ADD COLUMN event TEXT;
+`
+
+// schemaV8 adds participants.token_gen: the generation of the participant's tokens, 0 for
+// every participant until it is raised (existing ones included). Like the columns added to
+// messages, it comes last: queries name participants' columns (participantCols), never rely
+// on their position.
+const schemaV8 = `
+ALTER TABLE participants ADD COLUMN token_gen INTEGER NOT NULL DEFAULT 0;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

@@ -170,6 +170,7 @@ func strPtr(p *string) string {
 	return fmt.Sprintf("%q", *p)
 }
 
+// checkAccount compares every field; a nil and an empty PasswordHash are the same.
 func checkAccount(t *testing.T, what string, got, want store.Account) {
 	t.Helper()
 	g, w := got, want
@@ -183,9 +184,13 @@ func checkAccount(t *testing.T, what string, got, want store.Account) {
 	if string(g.PasswordHash) != string(w.PasswordHash) {
 		t.Errorf("%s: PasswordHash = %q, want %q", what, g.PasswordHash, w.PasswordHash)
 	}
+	if g.TokenGen != w.TokenGen {
+		t.Errorf("%s: TokenGen = %d, want %d", what, g.TokenGen, w.TokenGen)
+	}
 	g.CreatedAt, w.CreatedAt = mesh.Time{}, mesh.Time{}
 	g.OwnerID, w.OwnerID, g.DID, w.DID = nil, nil, nil, nil
 	g.PasswordHash, w.PasswordHash = nil, nil
+	g.TokenGen, w.TokenGen = 0, 0
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
 	}

@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -19,6 +21,11 @@ var participantTests = []test{
 	{name: "ByIDs", fn: participantsByIDs},
 	{name: "Count", fn: participantCount},
 	{name: "Update", fn: participantUpdate},
+	{name: "UpdateOneField", fn: participantUpdateOneField},
+	{name: "UpdatePasswordHash", fn: participantUpdatePasswordHash},
+	{name: "UpdateTokenGen", fn: participantUpdateTokenGen},
+	{name: "TokenGenStartsAtZero", fn: participantTokenGenStartsAtZero},
+	{name: "TokenGenAsGiven", fn: participantTokenGenAsGiven},
 	{name: "AnyOrder", fn: participantAnyOrder},
 	{name: "FirstBecomesOwner", fn: participantFirstBecomesOwner},
 	{name: "OnlyFirst", fn: participantOnlyFirst},
@@ -113,15 +120,33 @@ func participantNoEmail(t *testing.T, s store.Store) {
 	wantCode(t, `ParticipantByEmail("")`, err, mesh.CodeNotFound)
 }
 
+// An unknown id is CodeNotFound, whatever the update sets (nothing included), and the update
+// creates nobody.
 func participantNotFound(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	updates := []struct {
+		name string
+		u    store.ParticipantUpdate
+	}{
+		{"display name", store.ParticipantUpdate{DisplayName: ptr("x")}},
+		{"password hash", store.ParticipantUpdate{PasswordHash: ptr([]byte("x"))}},
+		{"token gen", store.ParticipantUpdate{TokenGen: ptr(1)}},
+		{"everything", store.ParticipantUpdate{DisplayName: ptr("x"), Role: ptr(mesh.RoleAdmin), Banned: ptr(true),
+			Deactivated: ptr(true), PasswordHash: ptr([]byte("x")), TokenGen: ptr(1)}},
+		{"nothing", store.ParticipantUpdate{}},
+	}
+	for _, up := range updates {
+		_, err := s.UpdateParticipant(ctx, "nobody", up.u)
+		wantCode(t, "UpdateParticipant(nobody, "+up.name+")", err, mesh.CodeNotFound)
+	}
 	_, err := s.ParticipantByID(ctx, "nobody")
 	wantCode(t, "ParticipantByID(nobody)", err, mesh.CodeNotFound)
 	_, err = s.ParticipantByEmail(ctx, "nobody@example.com")
 	wantCode(t, "ParticipantByEmail(nobody@example.com)", err, mesh.CodeNotFound)
-	_, err = s.UpdateParticipant(ctx, "nobody", store.ParticipantUpdate{DisplayName: ptr("x")})
-	wantCode(t, "UpdateParticipant(nobody)", err, mesh.CodeNotFound)
+	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
+		t.Errorf("CountParticipants = %d, %v; want 1 (updates of an unknown id store nothing)", n, err)
+	}
 }
 
 func participantsByIDs(t *testing.T, s store.Store) {
@@ -184,10 +209,16 @@ func participantUpdate(t *testing.T, s store.Store) {
 			func(a *store.Account) { a.Banned = true }},
 		{"deactivated", store.ParticipantUpdate{Deactivated: ptr(true)},
 			func(a *store.Account) { a.Deactivated = true }},
+		{"password hash", store.ParticipantUpdate{PasswordHash: ptr([]byte("new hash"))},
+			func(a *store.Account) { a.PasswordHash = []byte("new hash") }},
+		{"token gen", store.ParticipantUpdate{TokenGen: ptr(2)},
+			func(a *store.Account) { a.TokenGen = 2 }},
 		{"all back", store.ParticipantUpdate{
-			DisplayName: ptr("Ada"), Role: ptr(mesh.RoleAdmin), Banned: ptr(false), Deactivated: ptr(false)},
+			DisplayName: ptr("Ada"), Role: ptr(mesh.RoleAdmin), Banned: ptr(false), Deactivated: ptr(false),
+			PasswordHash: ptr([]byte("hash-of-p1")), TokenGen: ptr(0)},
 			func(a *store.Account) {
 				a.DisplayName, a.Role, a.Banned, a.Deactivated = "Ada", mesh.RoleAdmin, false, false
+				a.PasswordHash, a.TokenGen = []byte("hash-of-p1"), 0
 			}},
 	}
 	for _, st := range steps {
@@ -208,6 +239,162 @@ func participantUpdate(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	checkAccount(t, "the other participant", got, other)
+}
+
+// updateParticipant updates id and checks the account returned and the one read back by every
+// read against want.
+func updateParticipant(t *testing.T, s store.Store, what, id string, u store.ParticipantUpdate, want store.Account) {
+	t.Helper()
+	got, err := s.UpdateParticipant(t.Context(), id, u)
+	if err != nil {
+		t.Fatalf("UpdateParticipant(%s): %v", what, err)
+	}
+	checkAccount(t, "UpdateParticipant("+what+")", got, want)
+	checkReads(t, s, "after "+what, want)
+}
+
+// checkReads reads want's account back by every read of accounts (by id, by email if it has
+// one, among ids, in the list) and compares each with want.
+func checkReads(t *testing.T, s store.Store, what string, want store.Account) {
+	t.Helper()
+	ctx := t.Context()
+	got, err := s.ParticipantByID(ctx, want.ID)
+	if err != nil {
+		t.Fatalf("%s: ParticipantByID(%s): %v", what, want.ID, err)
+	}
+	checkAccount(t, what+": ParticipantByID("+want.ID+")", got, want)
+	if want.Email != "" {
+		got, err := s.ParticipantByEmail(ctx, want.Email)
+		if err != nil {
+			t.Fatalf("%s: ParticipantByEmail(%s): %v", what, want.Email, err)
+		}
+		checkAccount(t, what+": ParticipantByEmail("+want.Email+")", got, want)
+	}
+	some, err := s.ParticipantsByIDs(ctx, []string{want.ID, "missing"})
+	if err != nil || len(some) != 1 {
+		t.Fatalf("%s: ParticipantsByIDs(%s, missing) = %d accounts, %v; want 1", what, want.ID, len(some), err)
+	}
+	checkAccount(t, what+": ParticipantsByIDs("+want.ID+")", some[0], want)
+	all, err := s.ListParticipants(ctx, "", 0)
+	if err != nil {
+		t.Fatalf("%s: ListParticipants: %v", what, err)
+	}
+	i := slices.IndexFunc(all, func(a store.Account) bool { return a.ID == want.ID })
+	if i < 0 {
+		t.Fatalf("%s: ListParticipants: %s is missing", what, want.ID)
+	}
+	checkAccount(t, what+": ListParticipants: "+want.ID, all[i], want)
+}
+
+// Setting one field leaves every other one as it was, the password hash and the token
+// generation included. Every field is first set away from its value at creation, so that a
+// store that resets a field it was not asked to change is seen.
+func participantUpdateOneField(t *testing.T, s store.Store) {
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+	want.DisplayName, want.Role, want.Banned, want.Deactivated = "Ada L.", mesh.RoleModerator, true, true
+	want.PasswordHash, want.TokenGen = []byte("hash 1"), 4
+	updateParticipant(t, s, "everything", "p1", store.ParticipantUpdate{
+		DisplayName: ptr("Ada L."), Role: ptr(mesh.RoleModerator), Banned: ptr(true), Deactivated: ptr(true),
+		PasswordHash: ptr([]byte("hash 1")), TokenGen: ptr(4),
+	}, want)
+
+	steps := []struct {
+		name   string
+		u      store.ParticipantUpdate
+		change func(a *store.Account)
+	}{
+		{"only display name", store.ParticipantUpdate{DisplayName: ptr("Ada")},
+			func(a *store.Account) { a.DisplayName = "Ada" }},
+		{"only role", store.ParticipantUpdate{Role: ptr(mesh.RoleAdmin)},
+			func(a *store.Account) { a.Role = mesh.RoleAdmin }},
+		{"only banned", store.ParticipantUpdate{Banned: ptr(false)},
+			func(a *store.Account) { a.Banned = false }},
+		{"only deactivated", store.ParticipantUpdate{Deactivated: ptr(false)},
+			func(a *store.Account) { a.Deactivated = false }},
+		{"only password hash", store.ParticipantUpdate{PasswordHash: ptr([]byte("hash 2"))},
+			func(a *store.Account) { a.PasswordHash = []byte("hash 2") }},
+		{"only token gen", store.ParticipantUpdate{TokenGen: ptr(5)},
+			func(a *store.Account) { a.TokenGen = 5 }},
+		{"nothing", store.ParticipantUpdate{}, func(*store.Account) {}},
+	}
+	for _, st := range steps {
+		st.change(&want)
+		updateParticipant(t, s, st.name, "p1", st.u, want)
+	}
+	checkReads(t, s, "the other participant", other)
+}
+
+// Setting the password hash stores the new one, byte for byte; an empty hash clears it.
+func participantUpdatePasswordHash(t *testing.T, s store.Store) {
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+	for _, st := range []struct {
+		name string
+		hash []byte
+	}{
+		{"a hash", []byte("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA")},
+		{"any bytes, zeros included", []byte{0, 1, 2, 0xff, 0xfe, 0}},
+		{"nil, which clears it", nil},
+		{"the first hash again", []byte("hash-of-p1")},
+		{"empty, which clears it", []byte{}},
+		{"a hash again", []byte("set again")},
+	} {
+		want.PasswordHash = st.hash
+		updateParticipant(t, s, "password hash: "+st.name, "p1", store.ParticipantUpdate{PasswordHash: ptr(st.hash)}, want)
+	}
+	checkReads(t, s, "the other participant", other)
+}
+
+// Setting the token generation stores it, whatever it was (lowering it and 0 included).
+func participantUpdateTokenGen(t *testing.T, s store.Store) {
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+	for _, gen := range []int{1, 2, 1000, 3, 0, math.MaxInt} {
+		want.TokenGen = gen
+		updateParticipant(t, s, fmt.Sprint("token gen ", gen), "p1", store.ParticipantUpdate{TokenGen: ptr(gen)}, want)
+	}
+	checkReads(t, s, "the other participant", other)
+}
+
+// A participant's token generation starts at 0, whichever way it was created, and every read
+// returns it; once set, every read returns the new one, and other participants keep theirs.
+func participantTokenGenStartsAtZero(t *testing.T, s store.Store) {
+	bot := account("p3", "")
+	bot.IsAgent, bot.Role, bot.PasswordHash = true, mesh.RoleAgent, nil
+	created := []store.Account{
+		createParticipant(t, s, account("p1", "ada@example.com"), store.FirstBecomesOwner),
+		createParticipant(t, s, account("p2", "bob@example.com"), store.FirstBecomesOwner),
+		createParticipant(t, s, bot, store.AnyOrder),
+	}
+	for _, a := range created {
+		if a.TokenGen != 0 {
+			t.Errorf("CreateParticipant(%s).TokenGen = %d, want 0", a.ID, a.TokenGen)
+		}
+		checkReads(t, s, "created", a)
+	}
+	created[0].TokenGen = 3
+	updateParticipant(t, s, "token gen of p1", "p1", store.ParticipantUpdate{TokenGen: ptr(3)}, created[0])
+	created[2].TokenGen = 4
+	updateParticipant(t, s, "token gen of p3", "p3", store.ParticipantUpdate{TokenGen: ptr(4)}, created[2])
+	for _, a := range created {
+		checkReads(t, s, "after the updates", a)
+	}
+}
+
+// CreateParticipant stores the token generation it is given (normally 0), as the first
+// participant too.
+func participantTokenGenAsGiven(t *testing.T, s store.Store) {
+	first := account("p1", "ada@example.com")
+	first.TokenGen = 2
+	second := account("p2", "bob@example.com")
+	second.TokenGen = 7
+	for _, a := range []store.Account{first, second} {
+		got := createParticipant(t, s, a, store.FirstBecomesOwner)
+		a.Role = got.Role // the first becomes owner: not what this rule is about
+		checkAccount(t, "CreateParticipant("+a.ID+")", got, a)
+		checkReads(t, s, "created", a)
+	}
 }
 
 func participantAnyOrder(t *testing.T, s store.Store) {

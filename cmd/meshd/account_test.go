@@ -1,0 +1,61 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	mt "github.com/themesh/mesh/internal/meshtest"
+)
+
+// testAccount: one's own profile, password change, and signing out everywhere.
+func testAccount(t *testing.T, c *mt.Client, m *mesh) {
+	u := c.Register(t, "Acct")
+	if got := c.Must(t, 200, "PATCH", "/api/auth/me", u.Token, M{"displayName": "  Renamed  "}); got["displayName"] != "Renamed" || got["email"] != u.Email {
+		t.Fatalf("profile update: %v", got)
+	}
+	if r := c.Do(t, "PATCH", "/api/auth/me", u.Token, M{"displayName": ""}); r.Status != 400 {
+		t.Fatalf("empty display name: %d", r.Status)
+	}
+	other := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})["token"].(string)
+	ws, _ := mt.Connect(t, m.gw(), u.Token)
+
+	for name, body := range map[string]M{
+		"wrong current": {"currentPassword": "not-it-at-all", "newPassword": "a-new-password"},
+		"short new":     {"currentPassword": "password-123", "newPassword": "short"},
+	} {
+		if r := c.Do(t, "POST", "/api/auth/password", u.Token, body); r.Status != 400 && r.Status != 401 {
+			t.Fatalf("%s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	res := c.Must(t, 200, "POST", "/api/auth/password", u.Token, M{"currentPassword": "password-123", "newPassword": "a-new-password"})
+	fresh := res["token"].(string)
+	// Every session before the change ends: open sockets close with 4001, tokens are refused.
+	if code := ws.WaitClosed(t, 5*time.Second); code != 4001 {
+		t.Fatalf("socket after the password change: closed %d", code)
+	}
+	for name, tok := range map[string]string{"the changing token": u.Token, "another session": other} {
+		if r := c.Do(t, "GET", "/api/auth/me", tok, nil); r.Status != 401 {
+			t.Fatalf("%s after the change: %d", name, r.Status)
+		}
+	}
+	if r := c.Do(t, "GET", "/api/auth/me", fresh, nil); r.Status != 200 {
+		t.Fatalf("the new token: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"}); r.Status != 401 {
+		t.Fatalf("the old password: %d", r.Status)
+	}
+	again := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "a-new-password"})["token"].(string)
+
+	// Signing out everywhere ends every session, the one that asks included.
+	ws2, _ := mt.Connect(t, m.gw(), again)
+	c.Must(t, 204, "DELETE", "/api/auth/sessions", fresh, nil)
+	if code := ws2.WaitClosed(t, 5*time.Second); code != 4001 {
+		t.Fatalf("socket after signing out everywhere: closed %d", code)
+	}
+	for _, tok := range []string{fresh, again} {
+		if r := c.Do(t, "GET", "/api/auth/me", tok, nil); r.Status != 401 {
+			t.Fatalf("a token after signing out everywhere: %d", r.Status)
+		}
+	}
+	c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "a-new-password"})
+}
