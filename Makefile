@@ -9,7 +9,7 @@ export NEXT_TELEMETRY_DISABLED := 1
 BIN := bin
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run build test test-go deps-test vet bench cluster clean
+.PHONY: run build test test-go deps-test vet vuln bench cluster clean
 
 ## run: build meshd and start the all-in-one mesh on :4000 (SQLite at ./mesh.sqlite)
 run: build
@@ -21,7 +21,7 @@ build:
 	go build -o $(BIN)/meshbench ./cmd/meshbench
 
 ## test: install test dependencies if missing, vet, and run every test
-test: deps-test vet test-go
+test: deps-test vet vuln test-go
 
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
@@ -30,6 +30,14 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	go vet ./...
+
+## vuln: govulncheck against the offline vulnerability database in internal/tools/vulndb
+## (fails when our code calls a vulnerable function)
+VULNDB := $(HOME)/.cache/themesh/vulndb
+vuln:
+	@mkdir -p $(VULNDB) && tar -xzf internal/tools/vulndb/govulndb-v1-*.tar.gz -C $(VULNDB)
+	@GOBIN=$(CURDIR)/$(BIN) go install golang.org/x/vuln/cmd/govulncheck@v1.9.0
+	./$(BIN)/govulncheck -db file://$(VULNDB)/vulndb ./...
 
 ## deps-test: what the tests need that Go does not bring (redis-server from Debian)
 deps-test:
