@@ -286,7 +286,7 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 	}
 	res := mesh.SessionOpenResult{Participant: s.view(*c.actor, true), Rooms: []mesh.SnapshotRoom{}}
 	seen := map[string]bool{c.actor.ID: true}
-	var others []string
+	var others, readIDs []string
 	for _, id := range ids {
 		room, err := s.store.Room(ctx, id)
 		if err != nil {
@@ -304,12 +304,20 @@ func (s *Service) sessionOpen(ctx context.Context, c *call) (any, error) {
 			return nil, err
 		}
 		res.Rooms = append(res.Rooms, mesh.SnapshotRoom{Room: room, Members: members, LastSeq: last})
+		readIDs = append(readIDs, id)
 		for _, m := range members {
 			if !seen[m] {
 				seen[m] = true
 				others = append(others, m)
 			}
 		}
+	}
+	marks, err := s.store.ReadMarks(ctx, c.actor.ID, readIDs)
+	if err != nil {
+		return nil, err
+	}
+	for i := range res.Rooms {
+		res.Rooms[i].LastRead = marks[res.Rooms[i].ID]
 	}
 	accs, err := s.store.ParticipantsByIDs(ctx, others)
 	if err != nil {

@@ -196,6 +196,8 @@ func requestFor(op, room, victimRoom, message, target string) (map[string]string
 		return map[string]string{"messageId": message}, ""
 	case mesh.OpSettingsUpdate:
 		return nil, `{"meshName":"renamed"}`
+	case mesh.OpReadMark:
+		return map[string]string{"roomId": room}, `{"seq":1}`
 	case mesh.OpFeedPost:
 		return map[string]string{"roomId": room}, `{"kind":"ci.build","title":"build 1 passed","data":{"n": 1}}`
 	case mesh.OpFilesAuthorize:

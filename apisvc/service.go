@@ -502,6 +502,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpFilesList:      {s.filesList, 0},
 		mesh.OpFeedPost:       {s.feedPost, 201},
 		mesh.OpAuthUpdate:     {s.meUpdate, 0},
+		mesh.OpReadMark:       {s.readMark, 0},
 		mesh.OpAuthPassword:   {s.passwordChange, 0},
 		mesh.OpAuthSessions:   {s.logoutEverywhere, 204},
 	}

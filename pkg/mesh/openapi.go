@@ -59,6 +59,7 @@ var opDocs = map[string]opDoc{
 	OpFilesDelete:    {"", "", nil},
 	OpFilesList:      {"", "FileList", []string{"cursor", "limit"}},
 	OpFeedPost:       {"FeedEventCreate", "Message", nil},
+	OpReadMark:       {"ReadMarkRequest", "ReadMark", nil},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -234,7 +235,9 @@ func schemas() map[string]any {
 		"FileUploadForm": obj([]string{"roomId", "file"}, map[string]any{
 			"roomId": map[string]any{"type": "string", "description": "Before the file part (or as the query parameter roomId)"},
 			"file":   map[string]any{"type": "string", "contentMediaType": "application/octet-stream", "description": "The file; its part's filename names it. At most the mesh's maxFileBytes (settings)."}}),
-		"FileList": listOf("File"),
+		"FileList":        listOf("File"),
+		"ReadMarkRequest": obj([]string{"seq"}, map[string]any{"seq": map[string]any{"type": "integer", "minimum": 1, "description": "Read up to this seq (past the room's last seq: up to the last)"}}),
+		"ReadMark":        obj([]string{"roomId", "seq"}, map[string]any{"roomId": str, "seq": integer}),
 		"FeedEvent": obj([]string{"kind", "title"}, map[string]any{
 			"kind":  map[string]any{"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,39}$", "description": "A short machine name, such as ci.build"},
 			"title": map[string]any{"type": "string", "maxLength": MaxFeedTitleRunes}, "body": str,

@@ -74,6 +74,7 @@ const (
 	OpFilesDelete    = "files.delete"
 	OpFilesList      = "rooms.files"
 	OpFeedPost       = "feed.post"
+	OpReadMark       = "rooms.read"
 	// OpFilesAuthorize asks, before an upload's bytes are read, whether the actor may upload
 	// to a room and how large a file may be: the result is a FileGrant.
 	OpFilesAuthorize = "files.authorize"
@@ -135,6 +136,7 @@ var Routes = []Route{
 	{"GET", "/api/files/{fileId}", OpFilesGet, true, "view_rooms", false, "A file's bytes, to those who may see the message it is attached to (its uploader until then)"},
 	{"DELETE", "/api/files/{fileId}", OpFilesDelete, true, "", true, "Delete a file not yet attached (others' need manage_messages); an attached file goes with its message"},
 	{"GET", "/api/rooms/{roomId}/files", OpFilesList, true, "view_rooms", false, "A room's files one may see, newest first"},
+	{"PUT", "/api/rooms/{roomId}/read", OpReadMark, true, "view_rooms", false, "Mark a room read up to a seq (marks only move forward); the caller's other sockets hear it"},
 	{"POST", "/api/rooms/{roomId}/events", OpFeedPost, true, "post_feed_events", true, "Post a feed event (kind, title, body, url, data) into a room's timeline, as a message"},
 	{"POST", "/api/rooms/{roomId}/kick", OpRoomsKick, true, "kick_members", true, "Remove a participant from a room"},
 	{"POST", "/api/rooms/{roomId}/mute", OpRoomsMute, true, "mute_members", true, "Mute a participant in a room"},
@@ -145,6 +147,12 @@ var Routes = []Route{
 var InternalOps = []Route{
 	{Op: OpSessionOpen, Auth: true, Summary: "Authenticate a WebSocket"},
 	{Op: OpFilesAuthorize, Auth: true, Permission: "upload_files", Summary: "May the actor upload to this room, and how much"},
+}
+
+// ReadMark is how far a participant has read a room.
+type ReadMark struct {
+	RoomID string `json:"roomId"`
+	Seq    int64  `json:"seq"`
 }
 
 // FileGrant answers OpFilesAuthorize: the upload's file ID and its largest size.
@@ -196,6 +204,8 @@ var WSEvents = []WSEvent{
 	{"move", ServiceWorld, WorldMove, []string{"roomId"}, []string{"roomId", "x", "y"}, ""},
 	{"kick", ServiceAPI, OpRoomsKick, []string{"roomId"}, []string{"roomId", "participantId"}, "kick_members"},
 	{"mute", ServiceAPI, OpRoomsMute, []string{"roomId"}, []string{"roomId", "participantId", "durationSeconds"}, "mute_members"},
+	// mark_read is an addition to the twelve: the same as PUT /api/rooms/{roomId}/read.
+	{"mark_read", ServiceAPI, OpReadMark, []string{"roomId"}, []string{"roomId", "seq"}, "view_rooms"},
 }
 
 // SessionOpenResult answers OpSessionOpen: the participant and what its snapshot needs from
@@ -207,9 +217,12 @@ type SessionOpenResult struct {
 }
 
 // SnapshotRoom is a room with its member ids and the highest seq of its messages, as the
-// snapshot frame carries it (a client that has seen up to LastSeq has seen everything).
+// snapshot frame carries it (a client that has seen up to LastSeq has seen everything), and
+// how far the participant has read it (LastRead: 0 for nothing; LastSeq − LastRead is an
+// upper bound of its unread messages).
 type SnapshotRoom struct {
 	Room
-	Members []string `json:"members"`
-	LastSeq int64    `json:"lastSeq"`
+	Members  []string `json:"members"`
+	LastSeq  int64    `json:"lastSeq"`
+	LastRead int64    `json:"lastRead"`
 }

@@ -115,7 +115,7 @@ type Rooms interface {
 	ListRooms(ctx context.Context, q RoomQuery) ([]mesh.Room, error)
 	// UpdateRoom returns the room as stored, with its MemberCount.
 	UpdateRoom(ctx context.Context, id string, u RoomUpdate) (mesh.Room, error)
-	// DeleteRoom removes the room, its memberships, messages, reactions and file records
+	// DeleteRoom removes the room, its memberships, read marks, messages, reactions and file records
 	// (not the files' bytes: the caller lists the room's files first and deletes those).
 	DeleteRoom(ctx context.Context, id string) error
 	// AddMember reports whether the participant was not a member before.
@@ -378,8 +378,23 @@ type Files interface {
 	ListFiles(ctx context.Context, q FileQuery) ([]mesh.File, error)
 }
 
+// ReadMarks are how far each participant has read each room, by seq (for unread counts, on
+// every device of the participant).
+type ReadMarks interface {
+	// SetReadMark records that the participant has read the room up to seq, and returns the
+	// mark as stored: it only moves forward (a lower or equal seq leaves it as it is, and is
+	// not an error), also under concurrent calls. seq ≥ 1; membership is not checked. For
+	// an unknown room nothing is stored (a room made later under that id has no mark) and
+	// seq comes back.
+	SetReadMark(ctx context.Context, roomID, participantID string, seq int64) (int64, error)
+	// ReadMarks returns the participant's marks in the given rooms; a room with no mark is
+	// absent from the map (never nil).
+	ReadMarks(ctx context.Context, participantID string, roomIDs []string) (map[string]int64, error)
+}
+
 // Store is every aggregate, over one database.
 type Store interface {
+	ReadMarks
 	Files
 	Invites
 	Audit

@@ -35,10 +35,13 @@
 //   - A file's attachment to a message: a claim inserted under the file's ID (see AttachFiles),
 //     so of two messages racing for a file exactly one gets it. Only the claim's holder then
 //     writes the file record's message.
+//   - A read mark that only moves forward: each higher seq is a document of its own, inserted
+//     under a unique _id and never updated; the mark is the highest, and only a caller that has
+//     seen a higher one deletes the lower (see SetReadMark).
 //
 // Deletion without transactions: a room has a key, random and new each time a room is
 // created, and everything in the room (memberships, mutes, messages, reactions, file records
-// and their claims) is stored under that key. Deleting the room document is the one step that deletes the room; what is
+// and their claims, read marks) is stored under that key. Deleting the room document is the one step that deletes the room; what is
 // under its key is then unreachable, and is purged next. A purge cut short (a crash), or a
 // write racing with the deletion, leaves garbage that no read returns, never a leftover in a
 // room created again under the same id. A deleted message gets a document in deletions (an
@@ -97,7 +100,7 @@ type Store struct {
 	db     *mongodb.Database
 
 	participants, rooms, memberships, mutes, messages, deletions, reactions,
-	tokens, settings, idempotency, roles, audit, invites, inviteUses, files, fileClaims *mongodb.Collection
+	tokens, settings, idempotency, roles, audit, invites, inviteUses, files, fileClaims, readMarks *mongodb.Collection
 
 	now           func() time.Time
 	purgeInterval time.Duration
@@ -134,6 +137,7 @@ const (
 	collInviteUses   = "inviteUses"
 	collFiles        = "files"
 	collFileClaims   = "fileClaims"
+	collReadMarks    = "readMarks"
 )
 
 // Open connects to the MongoDB deployment at uri (a "mongodb://" or "mongodb+srv://"
@@ -187,6 +191,7 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		inviteUses:   db.Collection(collInviteUses),
 		files:        db.Collection(collFiles),
 		fileClaims:   db.Collection(collFileClaims),
+		readMarks:    db.Collection(collReadMarks),
 
 		now:           opts.Now,
 		purgeInterval: opts.PurgeInterval,
@@ -235,6 +240,7 @@ var indexes = []index{
 	{collInviteUses, bson.D{{Key: "key", Value: 1}}, false},
 	{collFiles, bson.D{{Key: "room", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{collFileClaims, bson.D{{Key: "room", Value: 1}}, false},
+	{collReadMarks, bson.D{{Key: "room", Value: 1}, {Key: "p", Value: 1}, {Key: "seq", Value: 1}}, false},
 }
 
 // ensureIndexes makes the indexes that are missing; making an existing one again is a no-op,

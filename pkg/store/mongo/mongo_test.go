@@ -686,3 +686,53 @@ func TestOldParticipantTokenGen(t *testing.T) {
 		t.Fatalf("ParticipantByEmail after the update = %+v, %v; want token gen 3", got, err)
 	}
 }
+
+// TestReadMarkLeftovers: a mark moved forward many times leaves one document (the lower ones
+// are pruned); and marks that a room's deletion left behind (a purge cut short, or a
+// SetReadMark racing with the deletion) are not read in a room created again under the same
+// id, nor do they hold its marks back.
+func TestReadMarkLeftovers(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, testmongo.Shared(t), Options{})
+	createRoom(t, s, "r1", "a")
+	for seq := int64(1); seq <= 20; seq++ {
+		if got, err := s.SetReadMark(ctx, "r1", "a", seq); err != nil || got != seq {
+			t.Fatalf("SetReadMark(%d) = %d, %v", seq, got, err)
+		}
+	}
+	if _, err := s.SetReadMark(ctx, "r1", "b", 30); err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := s.roomByID(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := findAll[readMarkDoc](ctx, s.readMarks, bson.D{{Key: "room", Value: old.Key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 2 {
+		t.Errorf("read mark documents of r1 = %+v, want one for a (20) and one for b (30)", docs)
+	}
+
+	if err := s.DeleteRoom(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if _, err := s.readMarks.InsertOne(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if marks, err := s.ReadMarks(ctx, "a", []string{"r1"}); err != nil || len(marks) != 0 {
+		t.Errorf("ReadMarks(a) of the deleted room = %v, %v; want none", marks, err)
+	}
+	createRoom(t, s, "r1", "a")
+	for _, p := range []string{"a", "b"} {
+		if marks, err := s.ReadMarks(ctx, p, []string{"r1"}); err != nil || len(marks) != 0 {
+			t.Errorf("ReadMarks(%s) of the new r1 = %v, %v; want none", p, marks, err)
+		}
+	}
+	if got, err := s.SetReadMark(ctx, "r1", "a", 2); err != nil || got != 2 {
+		t.Errorf("SetReadMark(new r1, 2) = %d, %v; want 2", got, err)
+	}
+}

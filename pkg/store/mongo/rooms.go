@@ -252,7 +252,7 @@ func (s *Store) UpdateRoom(ctx context.Context, id string, u store.RoomUpdate) (
 }
 
 // DeleteRoom removes the room, then its reactions, deletion marks, messages, memberships,
-// mutes, file records and file claims; CodeNotFound if there is no such room. Deleting the room document is what deletes the
+// mutes, file records, file claims and read marks; CodeNotFound if there is no such room. Deleting the room document is what deletes the
 // room: once it is gone, nothing under its key is returned by any read, and a new room under
 // the same id starts empty, even if the purge that follows is cut short. So a purge that fails
 // is not reported (what it leaves is unreachable garbage).
@@ -268,7 +268,7 @@ func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 	s.forgetSeq(d.Key)
 	byKey := bson.D{{Key: "room", Value: d.Key}}
 	for _, c := range []*mongodb.Collection{s.reactions, s.deletions, s.messages, s.memberships, s.mutes,
-		s.files, s.fileClaims} {
+		s.files, s.fileClaims, s.readMarks} {
 		_, _ = c.DeleteMany(ctx, byKey)
 	}
 	return nil

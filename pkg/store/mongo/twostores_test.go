@@ -256,3 +256,7 @@ func (h *twoStores) AttachFiles(ctx context.Context, m mesh.Message, ids []strin
 func (h *twoStores) DeleteFiles(ctx context.Context, ids []string) error {
 	return h.w().DeleteFiles(ctx, ids)
 }
+
+func (h *twoStores) SetReadMark(ctx context.Context, roomID, participantID string, seq int64) (int64, error) {
+	return h.w().SetReadMark(ctx, roomID, participantID, seq)
+}

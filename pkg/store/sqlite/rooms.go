@@ -163,9 +163,9 @@ func (s *Store) UpdateRoom(ctx context.Context, id string, u store.RoomUpdate) (
 	return r, nil
 }
 
-// DeleteRoom removes the room with its memberships, mutes, messages and reactions (by ON
-// DELETE CASCADE) and its file records, in one transaction; CodeNotFound if there is no such
-// room.
+// DeleteRoom removes the room with its memberships, mutes, read marks, messages and reactions
+// (by ON DELETE CASCADE) and its file records, in one transaction; CodeNotFound if there is no
+// such room.
 func (s *Store) DeleteRoom(ctx context.Context, id string) error {
 	return s.write(ctx, "delete room", func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM rooms WHERE id = ?`, id)

@@ -25,6 +25,7 @@ var migrations = []migration{
 	{version: 6, name: "files, message attachments", sql: schemaV6},
 	{version: 7, name: "message feed events", sql: schemaV7},
 	{version: 8, name: "participant token generation", sql: schemaV8},
+	{version: 9, name: "read marks", sql: schemaV9},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -234,6 +235,20 @@ ALTER TABLE messages ADD COLUMN event TEXT;
 // on their position.
 const schemaV8 = `
 ALTER TABLE participants ADD COLUMN token_gen INTEGER NOT NULL DEFAULT 0;
+`
+
+// schemaV9 adds the read marks: how far each participant has read each room, by seq, one row
+// per (room, participant). SetReadMark writes it with one upsert that keeps the higher seq
+// (max(seq, excluded.seq)), so a mark only moves forward; it stores a mark only while the room
+// exists, so a mark can reference rooms, and deleting a room deletes its marks (ON DELETE
+// CASCADE). The primary key serves ReadMarks: a point lookup per room of the list.
+const schemaV9 = `
+CREATE TABLE read_marks (
+	room_id        TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+	participant_id TEXT NOT NULL,
+	seq            INTEGER NOT NULL,
+	PRIMARY KEY (room_id, participant_id)
+) STRICT, WITHOUT ROWID;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

@@ -567,3 +567,46 @@ func TestMigrationTokenGen(t *testing.T) {
 		t.Fatalf("ParticipantByEmail after the update = %+v, %v; want token gen 3", got, err)
 	}
 }
+
+// TestMigrationReadMarks opens a database at schema 8 holding a room with a message, then
+// migrates it: the room has no read marks; marks can be set (only forward) and read back, and
+// deleting the room deletes them.
+func TestMigrationReadMarks(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mesh.db")
+	old, err := open(ctx, path, Options{}, migrations[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateRoom(ctx, mesh.Room{ID: "r1", Name: "r1", CreatedBy: "a", CreatedAt: mesh.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := old.CreateMessage(ctx, mesh.Message{ID: "m1", RoomID: "r1", AuthorID: "a", Content: "x",
+		CreatedAt: mesh.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openTest(t, path, Options{})
+	if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
+	}
+	if marks, err := s.ReadMarks(ctx, "a", []string{"r1"}); err != nil || len(marks) != 0 {
+		t.Fatalf("ReadMarks after migrating = %v, %v; want none", marks, err)
+	}
+	for _, c := range []struct{ seq, want int64 }{{1, 1}, {3, 3}, {2, 3}} {
+		if got, err := s.SetReadMark(ctx, "r1", "a", c.seq); err != nil || got != c.want {
+			t.Fatalf("SetReadMark(%d) after migrating = %d, %v; want %d", c.seq, got, err, c.want)
+		}
+	}
+	if marks, err := s.ReadMarks(ctx, "a", []string{"r1"}); err != nil || marks["r1"] != 3 {
+		t.Fatalf("ReadMarks after setting = %v, %v; want r1 at 3", marks, err)
+	}
+	if err := s.DeleteRoom(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM read_marks`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("read_marks rows after DeleteRoom: %d, %v; want none", n, err)
+	}
+}

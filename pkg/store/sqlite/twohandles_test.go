@@ -142,3 +142,7 @@ func (h *twoHandles) AttachFiles(ctx context.Context, m mesh.Message, ids []stri
 func (h *twoHandles) DeleteFiles(ctx context.Context, ids []string) error {
 	return h.w().DeleteFiles(ctx, ids)
 }
+
+func (h *twoHandles) SetReadMark(ctx context.Context, roomID, participantID string, seq int64) (int64, error) {
+	return h.w().SetReadMark(ctx, roomID, participantID, seq)
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Audit", auditTests},
 		{"Invites", inviteTests},
 		{"Files", fileTests},
+		{"ReadMarks", readMarkTests},
 		{"FeedEvents", eventTests},
 		{"Store", storeTests},
 	}
