@@ -349,7 +349,23 @@ func (s *Service) meUpdate(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.participantUpdated(ctx, acc)
 	return s.view(acc, true), nil
+}
+
+// participantUpdated tells whoever shares a room with acc (once per socket, through the
+// presence subject every gateway follows), and acc's own sockets, how it now appears.
+func (s *Service) participantUpdated(ctx context.Context, acc store.Account) {
+	rooms, err := s.store.RoomsOf(ctx, acc.ID)
+	if err != nil {
+		s.log.Warn("participant update not announced", "participant", acc.ID, "err", err)
+		return
+	}
+	frame := map[string]any{"type": "participant_updated", "participant": s.view(acc, false)}
+	s.publish(ctx, mesh.SubjectPresence, mesh.Event{Type: "participant_updated", Rooms: rooms}, frame)
+	if len(rooms) == 0 {
+		s.publish(ctx, mesh.ParticipantSubject(acc.ID), mesh.Event{Type: "participant_updated"}, frame)
+	}
 }
 
 // passwordChange replaces the caller's password, given its current one, and signs it out

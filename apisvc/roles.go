@@ -231,6 +231,7 @@ func (s *Service) assignRole(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	p := s.view(acc, self || s.allowed(ctx, c.actor, rbac.ManageMembers))
+	s.participantUpdated(ctx, acc)
 	s.publish(ctx, mesh.ParticipantSubject(t.ID), mesh.Event{Type: "role_changed", Role: name},
 		map[string]any{"type": "role_changed", "participantId": t.ID, "role": name})
 	return p, nil

@@ -9,10 +9,19 @@ import (
 
 // testAccount: one's own profile, password change, and signing out everywhere.
 func testAccount(t *testing.T, c *mt.Client, m *mesh) {
-	u := c.Register(t, "Acct")
+	u, peer := c.Register(t, "Acct"), c.Register(t, "AcctPeer")
+	newRoom(t, c, u, peer)
+	newRoom(t, c, peer, u) // two rooms shared: still one frame
+	wp, _ := mt.Connect(t, m.gw(), peer.Token)
 	if got := c.Must(t, 200, "PATCH", "/api/auth/me", u.Token, M{"displayName": "  Renamed  "}); got["displayName"] != "Renamed" || got["email"] != u.Email {
 		t.Fatalf("profile update: %v", got)
 	}
+	// Whoever shares a room hears it, once, without the email.
+	upd := wp.Expect(t, "participant_updated")["participant"].(M)
+	if upd["id"] != u.ID || upd["displayName"] != "Renamed" || upd["email"] != nil {
+		t.Fatalf("peer heard %v", upd)
+	}
+	wp.Quiet(t, "participant_updated", 200*time.Millisecond)
 	if r := c.Do(t, "PATCH", "/api/auth/me", u.Token, M{"displayName": ""}); r.Status != 400 {
 		t.Fatalf("empty display name: %d", r.Status)
 	}
