@@ -142,6 +142,9 @@ func (g *Gateway) upload(r mesh.Route) fiber.Handler {
 				}
 			}
 		}
+		if room == "" {
+			return fail(mesh.Errorf(mesh.CodeBadRequest, "roomId is required: a form field before the part file, or ?roomId="))
+		}
 		ctx := context.Background()
 		body, _ := json.Marshal(map[string]string{"roomId": room})
 		rep := g.req.do(ctx, mesh.StreamAPI, &mesh.Command{Op: mesh.OpFilesAuthorize, Actor: a, Args: mesh.Request{Addr: c.IP(), Body: body}})

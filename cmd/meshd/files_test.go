@@ -212,8 +212,12 @@ func testFiles(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	if r := c.Do(t, "POST", "/api/files", alice.Token, M{"roomId": room}); r.Status != 415 || r.ErrorCode() != "unsupported_media_type" {
 		t.Fatalf("JSON upload: %d %s", r.Status, r.Body)
 	}
-	if r := c.Upload(t, alice.Token, "", "a.txt", "text/plain", []byte("a")); r.Status != 400 || !strings.Contains(r.ErrorCode(), "bad_request") {
+	if r := c.Upload(t, alice.Token, "", "a.txt", "text/plain", []byte("a")); r.Status != 400 || r.ErrorCode() != "bad_request" || !strings.Contains(string(r.Body), "before the part file") {
 		t.Fatalf("upload without roomId: %d %s", r.Status, r.Body)
+	}
+	// roomId as a query parameter does as well.
+	if r := c.UploadTo(t, "/api/files?roomId="+room, alice.Token, "", "q.txt", "text/plain", []byte("q")); r.Status != 201 {
+		t.Fatalf("upload with ?roomId=: %d %s", r.Status, r.Body)
 	}
 	if r := c.Upload(t, "", room, "a.txt", "text/plain", []byte("a")); r.Status != 401 {
 		t.Fatalf("upload without a token: %d", r.Status)

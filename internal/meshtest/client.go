@@ -107,6 +107,12 @@ func (c *Client) Must(t testing.TB, want int, method, path, token string, body a
 // believe). headers are pairs.
 func (c *Client) Upload(t testing.TB, token, roomID, name, claimedType string, content []byte, headers ...string) Response {
 	t.Helper()
+	return c.UploadTo(t, "/api/files", token, roomID, name, claimedType, content, headers...)
+}
+
+// UploadTo is Upload to another path (such as /api/files?roomId=...).
+func (c *Client) UploadTo(t testing.TB, path, token, roomID, name, claimedType string, content []byte, headers ...string) Response {
+	t.Helper()
 	var body bytes.Buffer
 	w := multipart.NewWriter(&body)
 	if roomID != "" {
@@ -121,7 +127,7 @@ func (c *Client) Upload(t testing.TB, token, roomID, name, claimedType string, c
 	}
 	_, _ = part.Write(content)
 	_ = w.Close()
-	return c.Do(t, "POST", "/api/files", token, body.Bytes(), append([]string{"Content-Type", w.FormDataContentType()}, headers...)...)
+	return c.Do(t, "POST", path, token, body.Bytes(), append([]string{"Content-Type", w.FormDataContentType()}, headers...)...)
 }
 
 // User is a registered participant with its token.
