@@ -503,6 +503,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpFeedPost:       {s.feedPost, 201},
 		mesh.OpAuthUpdate:     {s.meUpdate, 0},
 		mesh.OpReadMark:       {s.readMark, 0},
+		mesh.OpThreadsList:    {s.threadsList, 0},
 		mesh.OpAuthPassword:   {s.passwordChange, 0},
 		mesh.OpAuthSessions:   {s.logoutEverywhere, 204},
 	}

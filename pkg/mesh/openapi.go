@@ -60,6 +60,7 @@ var opDocs = map[string]opDoc{
 	OpFilesList:      {"", "FileList", []string{"cursor", "limit"}},
 	OpFeedPost:       {"FeedEventCreate", "Message", nil},
 	OpReadMark:       {"ReadMarkRequest", "ReadMark", nil},
+	OpThreadsList:    {"", "ThreadList", []string{"cursor", "limit"}},
 	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
@@ -237,7 +238,11 @@ func schemas() map[string]any {
 			"file":   map[string]any{"type": "string", "contentMediaType": "application/octet-stream", "description": "The file; its part's filename names it. At most the mesh's maxFileBytes (settings)."}}),
 		"FileList":        listOf("File"),
 		"ReadMarkRequest": obj([]string{"seq"}, map[string]any{"seq": map[string]any{"type": "integer", "minimum": 1, "description": "Read up to this seq (past the room's last seq: up to the last)"}}),
-		"ReadMark":        obj([]string{"roomId", "seq"}, map[string]any{"roomId": str, "seq": integer}),
+		"Thread": obj([]string{"root", "replies", "lastReplySeq", "lastReplyAt"}, map[string]any{
+			"root": ref("Message"), "replies": map[string]any{"type": "integer", "description": "Replies the caller may see, deleted ones not counted"},
+			"lastReplySeq": integer, "lastReplyAt": dateTime}),
+		"ThreadList": listOf("Thread"),
+		"ReadMark":   obj([]string{"roomId", "seq"}, map[string]any{"roomId": str, "seq": integer}),
 		"FeedEvent": obj([]string{"kind", "title"}, map[string]any{
 			"kind":  map[string]any{"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,39}$", "description": "A short machine name, such as ci.build"},
 			"title": map[string]any{"type": "string", "maxLength": MaxFeedTitleRunes}, "body": str,

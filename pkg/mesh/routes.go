@@ -75,6 +75,7 @@ const (
 	OpFilesList      = "rooms.files"
 	OpFeedPost       = "feed.post"
 	OpReadMark       = "rooms.read"
+	OpThreadsList    = "threads.list"
 	// OpFilesAuthorize asks, before an upload's bytes are read, whether the actor may upload
 	// to a room and how large a file may be: the result is a FileGrant.
 	OpFilesAuthorize = "files.authorize"
@@ -127,6 +128,7 @@ var Routes = []Route{
 	{"POST", "/api/messages/{messageId}/pin", OpPin, true, "pin_messages", true, "Pin a message in its room"},
 	{"DELETE", "/api/messages/{messageId}/pin", OpUnpin, true, "pin_messages", true, "Unpin a message"},
 	{"GET", "/api/rooms/{roomId}/pins", OpPinsList, true, "view_rooms", false, "A room's pinned messages"},
+	{"GET", "/api/rooms/{roomId}/threads", OpThreadsList, true, "view_rooms", false, "A room's threads one may see, most recently replied to first, with reply counts"},
 	{"POST", "/api/messages/{messageId}/lock", OpLock, true, "lock_threads", true, "Lock a thread (its root message): only lock_threads holders reply"},
 	{"DELETE", "/api/messages/{messageId}/lock", OpUnlock, true, "lock_threads", true, "Unlock a thread"},
 	{"POST", "/api/messages/{messageId}/reactions", OpReactionsAdd, true, "add_reactions", true, "React to a message"},

@@ -156,6 +156,30 @@ type MessageQuery struct {
 	Limit    int
 }
 
+// ThreadQuery selects a room's threads for ListThreads: those with at least one reply Viewer
+// may see that is not deleted, whose root Viewer may see (whispers as in ListMessages; a
+// deleted root still heads its thread), most recently replied to first (by LastReplySeq),
+// with LastReplySeq below Before when set (a cursor), at most Limit (0 means
+// mesh.DefaultListLimit; capped at mesh.MaxListLimit+1, so that a caller may ask for one more
+// than a page). An unknown room has none (an empty list, never nil). A reply whose threadId
+// names no message of the room makes no thread.
+type ThreadQuery struct {
+	RoomID string
+	Viewer string
+	Before int64
+	Limit  int
+}
+
+// ThreadSummary is a thread as ListThreads sees it, for its viewer.
+type ThreadSummary struct {
+	Root mesh.Message
+	// Replies counts the replies the viewer may see, deleted ones not counted.
+	Replies int
+	// LastReplySeq and LastReplyAt are those of the latest of those replies.
+	LastReplySeq int64
+	LastReplyAt  time.Time
+}
+
 // SearchQuery selects messages for SearchMessages.
 type SearchQuery struct {
 	Text   string
@@ -211,6 +235,8 @@ type Messages interface {
 	// Limit (0 means mesh.DefaultListLimit, capped at mesh.MaxListLimit). Deleted messages
 	// are not found. A Before that names no message gives an empty result.
 	SearchMessages(ctx context.Context, q SearchQuery) ([]mesh.Message, error)
+	// ListThreads lists a room's threads; see ThreadQuery.
+	ListThreads(ctx context.Context, q ThreadQuery) ([]ThreadSummary, error)
 	// LastSeq is the room's highest seq (0 for none, or for an unknown room). Deleted
 	// messages keep their seq, so it never goes down while the room exists.
 	LastSeq(ctx context.Context, roomID string) (int64, error)

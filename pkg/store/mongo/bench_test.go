@@ -109,3 +109,36 @@ func BenchmarkListMessages(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListThreads reads the 51 latest threads (a page and a look ahead) of a
+// 2,000-message room in which one message in ten is a thread's root and three in ten are
+// replies (600, to 200 threads), one reply in twenty a whisper. (It reads every reply of the
+// room; FerretDB v1 scans the collection for it.)
+func BenchmarkListThreads(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	var roots []string
+	for i := range 2000 {
+		m := benchMessage("r1")
+		switch {
+		case i%10 == 0:
+			roots = append(roots, m.ID)
+		case i%10 <= 3:
+			root, p := roots[(i*7919)%len(roots)], "p1"
+			m.ThreadID = &root
+			if i%20 == 1 {
+				m.To = &p
+			}
+		}
+		if _, _, err := s.CreateMessage(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	q := store.ThreadQuery{RoomID: "r1", Viewer: "p2", Limit: mesh.DefaultListLimit + 1}
+	for b.Loop() {
+		ts, err := s.ListThreads(ctx, q)
+		if err != nil || len(ts) != mesh.DefaultListLimit+1 {
+			b.Fatalf("ListThreads = %d threads, %v", len(ts), err)
+		}
+	}
+}

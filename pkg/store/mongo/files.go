@@ -254,16 +254,16 @@ func (s *Store) ListFiles(ctx context.Context, q store.FileQuery) ([]mesh.File, 
 	}
 	docs, err := findAll[fileDoc](ctx, s.files, filter, options.Find().
 		SetSort(bson.D{{Key: "_id", Value: -1}}).
-		SetLimit(int64(fileLimit(q.Limit))))
+		SetLimit(int64(lookAheadLimit(q.Limit))))
 	if err != nil {
 		return nil, wrap("list files", err)
 	}
 	return files(docs), nil
 }
 
-// fileLimit is FileQuery.Limit with its default and its maximum, which is one more than
-// mesh.MaxListLimit (a page and a look ahead).
-func fileLimit(n int) int {
+// lookAheadLimit is the Limit of FileQuery and ThreadQuery with its default and its maximum,
+// which is one more than mesh.MaxListLimit (a page and a look ahead).
+func lookAheadLimit(n int) int {
 	switch {
 	case n <= 0:
 		return mesh.DefaultListLimit

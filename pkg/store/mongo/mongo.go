@@ -230,6 +230,7 @@ var indexes = []index{
 	{collMessages, bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, true},
 	{collMessages, bson.D{{Key: "room", Value: 1}, {Key: "author", Value: 1}, {Key: "clientKey", Value: 1}}, true},
 	{collMessages, bson.D{{Key: "thread", Value: 1}, {Key: "seq", Value: 1}}, false},
+	{collMessages, bson.D{{Key: "room", Value: 1}, {Key: "thread", Value: 1}}, false}, // ListThreads: a room's replies
 	{collDeletions, bson.D{{Key: "room", Value: 1}}, false},
 	{collReactions, bson.D{{Key: "m", Value: 1}, {Key: "ord", Value: 1}}, false},
 	{collReactions, bson.D{{Key: "room", Value: 1}}, false},

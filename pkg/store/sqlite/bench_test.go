@@ -137,4 +137,42 @@ func BenchmarkMixed(b *testing.B) {
 	})
 }
 
+// BenchmarkListThreads reads the 51 latest threads (a page and a look ahead) of a
+// 10,000-message room in which one message in ten is a thread's root and three in ten are
+// replies (3,000, to 1,000 threads), one reply in twenty a whisper.
+func BenchmarkListThreads(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	fillThreads(b, s, 10_000)
+	q := store.ThreadQuery{RoomID: "r1", Viewer: "p2", Limit: mesh.DefaultListLimit + 1}
+	for b.Loop() {
+		ts, err := s.ListThreads(ctx, q)
+		if err != nil || len(ts) != mesh.DefaultListLimit+1 {
+			b.Fatalf("ListThreads = %d threads, %v", len(ts), err)
+		}
+	}
+}
+
+// fillThreads sends n messages into r1: one in ten a root, three in ten replies to the roots
+// sent so far (spread over them), one reply in twenty a whisper.
+func fillThreads(b *testing.B, s store.Store, n int) {
+	b.Helper()
+	var roots []string
+	for i := range n {
+		m := benchMessage("r1")
+		switch {
+		case i%10 == 0:
+			roots = append(roots, m.ID)
+		case i%10 <= 3:
+			m.ThreadID = ptr(roots[(i*7919)%len(roots)])
+			if i%20 == 1 {
+				m.To = ptr("p1")
+			}
+		}
+		if _, _, err := s.CreateMessage(b.Context(), m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func ptr[T any](v T) *T { return &v }

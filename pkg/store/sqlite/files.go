@@ -149,13 +149,13 @@ func (s *Store) ListFiles(ctx context.Context, q store.FileQuery) ([]mesh.File, 
 		args = append(args, q.Viewer, q.Viewer)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, fileLimit(q.Limit))
+	args = append(args, lookAheadLimit(q.Limit))
 	return s.readFiles(ctx, "list files", query, args...)
 }
 
-// fileLimit is FileQuery.Limit with its default and its maximum, which is one more than
-// mesh.MaxListLimit (a page and a look ahead).
-func fileLimit(n int) int {
+// lookAheadLimit is the Limit of FileQuery and ThreadQuery with its default and its maximum,
+// which is one more than mesh.MaxListLimit (a page and a look ahead).
+func lookAheadLimit(n int) int {
 	switch {
 	case n <= 0:
 		return mesh.DefaultListLimit

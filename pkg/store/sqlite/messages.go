@@ -30,33 +30,53 @@ func withReactions(inner string) string {
 // withReactionsOrdered is withReactions with the messages in order (an ORDER BY list over m,
 // which must keep each message's rows together: end it with m.id if it may tie).
 func withReactionsOrdered(inner, order string) string {
+	return withReactionsAnd(inner, "", order)
+}
+
+// withReactionsAnd is withReactionsOrdered for an inner query whose rows carry more columns
+// than a messages row: extra (empty, or a list of them, each m.name, starting with a comma) is
+// selected between the message's columns and the reaction's (see queryMessagesAnd).
+func withReactionsAnd(inner, extra, order string) string {
 	return `SELECT m.id, m.room_id, m.seq, m.author_id, m.content, m.thread_id, m.to_id,
 		m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.pinned, m.locked, m.attachments,
-		m.event, r.emoji, r.participant_id
+		m.event` + extra + `, r.emoji, r.participant_id
 	FROM (` + inner + `) m LEFT JOIN reactions r ON r.message_id = m.id
 	ORDER BY ` + order + `, r.id`
 }
 
 // queryMessages runs a withReactions query and folds its rows into messages.
 func queryMessages(ctx context.Context, q querier, query string, args ...any) ([]mesh.Message, error) {
+	return queryMessagesAnd(ctx, q, nil, nil, query, args...)
+}
+
+// queryMessagesAnd is queryMessages for a withReactionsAnd query: each row's extra columns are
+// scanned into extra, and first is called (if not nil) at the first row of each message, while
+// extra holds that row's values.
+func queryMessagesAnd(ctx context.Context, q querier, extra []any, first func(),
+	query string, args ...any) ([]mesh.Message, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := []mesh.Message{}
+	// One set of destinations for every row (Scan sets each of them, NULL included), so that
+	// scanning a row allocates nothing of its own.
+	var (
+		m                       mesh.Message
+		thread, to, clientMsgID sql.NullString
+		created                 int64
+		edited                  sql.NullInt64
+		attachments, event      sql.NullString
+		emoji, reactor          sql.NullString
+	)
+	dest := make([]any, 0, 17+len(extra))
+	dest = append(dest, &m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
+		&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &attachments, &event)
+	dest = append(append(dest, extra...), &emoji, &reactor)
 	for rows.Next() {
-		var (
-			m                       mesh.Message
-			thread, to, clientMsgID sql.NullString
-			created                 int64
-			edited                  sql.NullInt64
-			attachments, event      sql.NullString
-			emoji, reactor          sql.NullString
-		)
-		if err := rows.Scan(&m.ID, &m.RoomID, &m.Seq, &m.AuthorID, &m.Content, &thread, &to,
-			&clientMsgID, &created, &edited, &m.Deleted, &m.Pinned, &m.Locked, &attachments,
-			&event, &emoji, &reactor); err != nil {
+		m = mesh.Message{}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != m.ID {
@@ -77,6 +97,9 @@ func queryMessages(ctx context.Context, q querier, query string, args ...any) ([
 			}
 			m.Reactions = map[string][]string{}
 			out = append(out, m)
+			if first != nil {
+				first()
+			}
 		}
 		if emoji.Valid {
 			last := &out[len(out)-1]

@@ -26,6 +26,7 @@ var migrations = []migration{
 	{version: 7, name: "message feed events", sql: schemaV7},
 	{version: 8, name: "participant token generation", sql: schemaV8},
 	{version: 9, name: "read marks", sql: schemaV9},
+	{version: 10, name: "threads by room", sql: schemaV10},
 }
 
 // schemaV1 is the first schema. Every table is STRICT. Times are unix milliseconds.
@@ -249,6 +250,21 @@ CREATE TABLE read_marks (
 	seq            INTEGER NOT NULL,
 	PRIMARY KEY (room_id, participant_id)
 ) STRICT, WITHOUT ROWID;
+`
+
+// schemaV10 adds an index of a room's replies, grouped by thread, for ListThreads: the query
+// seeks the room and walks its replies thread after thread, so it groups them without a sort
+// and reads no message that is not a reply. It covers the query (the columns after seq are
+// those the query filters on and reads), so no reply's row is read: on a room of 10,000
+// messages, 3,000 of them replies to 1,000 threads (BenchmarkListThreads), a call took about
+// 1.4 ms, against 2.6 ms with an index of (room_id, thread_id, seq) alone and 3.4 ms with none
+// (which reads every message of the room). Like messages_thread, it holds only replies (its
+// WHERE is the query's own thread_id IS NOT NULL), so other messages cost nothing to write.
+// messages_thread, which leads with thread_id, stays for one thread's messages (ListMessages
+// with ThreadID).
+const schemaV10 = `
+CREATE INDEX messages_room_thread ON messages (room_id, thread_id, seq, deleted, to_id, author_id, created_at)
+	WHERE thread_id IS NOT NULL;
 `
 
 // migrate applies the migrations the database lacks, each in its own immediate transaction,

@@ -610,3 +610,45 @@ func TestMigrationReadMarks(t *testing.T) {
 		t.Errorf("read_marks rows after DeleteRoom: %d, %v; want none", n, err)
 	}
 }
+
+// TestMigrationThreads opens a database at schema 9 holding a room with a thread, then
+// migrates it: the index of the room's replies is made, holds the replies already stored, and
+// ListThreads reads through it.
+func TestMigrationThreads(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mesh.db")
+	old, err := open(ctx, path, Options{}, migrations[:9])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateRoom(ctx, mesh.Room{ID: "r1", Name: "r1", CreatedBy: "a", CreatedAt: mesh.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []mesh.Message{
+		{ID: "m1", RoomID: "r1", AuthorID: "a", Content: "root", CreatedAt: mesh.Now()},
+		{ID: "m2", RoomID: "r1", AuthorID: "b", Content: "reply", ThreadID: ptr("m1"), CreatedAt: mesh.Now()},
+		{ID: "m3", RoomID: "r1", AuthorID: "a", Content: "unthreaded", CreatedAt: mesh.Now()},
+		{ID: "m4", RoomID: "r1", AuthorID: "b", Content: "reply", ThreadID: ptr("m1"), CreatedAt: mesh.Now()},
+	} {
+		if _, _, err := old.CreateMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	s := openTest(t, path, Options{})
+	if got, want := appliedVersions(t, s), versions(len(migrations)); !slices.Equal(got, want) {
+		t.Errorf("applied versions = %v, want %v", got, want)
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages INDEXED BY messages_room_thread
+		WHERE room_id = 'r1' AND thread_id IS NOT NULL`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("replies in messages_room_thread after migrating: %d, %v; want 2", n, err)
+	}
+	threads, err := s.ListThreads(ctx, store.ThreadQuery{RoomID: "r1", Viewer: "a"})
+	if err != nil || len(threads) != 1 || threads[0].Root.ID != "m1" || threads[0].Replies != 2 ||
+		threads[0].LastReplySeq != 4 {
+		t.Fatalf("ListThreads after migrating = %+v, %v; want m1 with 2 replies, the last at seq 4", threads, err)
+	}
+	wantThreadsPlan(t, s, store.ThreadQuery{RoomID: "r1", Viewer: "a"})
+}

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Members", memberTests},
 		{"Messages", messageTests},
 		{"ListMessages", listTests},
+		{"Threads", threadTests},
 		{"Reactions", reactionTests},
 		{"Tokens", tokenTests},
 		{"Settings", settingTests},
