@@ -54,6 +54,10 @@ type Config struct {
 	// MaxUploads bounds the uploads in progress on this gateway (64): more are answered
 	// unavailable at once.
 	MaxUploads int
+	// CORSOrigins are the web origins (such as "https://app.example.com", or "*") whose
+	// pages may call the REST API from a browser; none: only pages of this origin. Tokens
+	// travel in the Authorization header, never in cookies, so no credentials are allowed.
+	CORSOrigins []string
 	// FramesPerSecond and FrameBurst rate-limit each socket (200, 400).
 	FramesPerSecond float64
 	FrameBurst      int

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -60,6 +61,15 @@ func (g *Gateway) newApp() *fiber.App {
 		}
 		return err
 	})
+	if len(g.cfg.CORSOrigins) > 0 {
+		app.Use("/api", cors.New(cors.Config{
+			AllowOrigins:  strings.Join(g.cfg.CORSOrigins, ","),
+			AllowMethods:  "GET,POST,PUT,PATCH,DELETE,HEAD",
+			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,If-None-Match,If-Range,Range",
+			ExposeHeaders: "ETag,Content-Range,Content-Disposition,Accept-Ranges,Retry-After",
+			MaxAge:        600,
+		}))
+	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", g.readyz)
 	if g.gather != nil {

@@ -30,6 +30,7 @@ type config struct {
 	HTTPTimeout            time.Duration
 	FileTimeout            time.Duration
 	MaxUploads             int
+	CORSOrigins            string
 	FramesPerSecond        float64
 	FrameBurst             int
 	SendQueue              int
@@ -110,6 +111,16 @@ var settings = []setting{
 	{"MESH_HTTP_TIMEOUT", "30s", dur(func(c *config) *time.Duration { return &c.HTTPTimeout })},
 	{"MESH_FILE_TIMEOUT", "10m", dur(func(c *config) *time.Duration { return &c.FileTimeout })},
 	{"MESH_MAX_UPLOADS", "64", num(func(c *config) *int { return &c.MaxUploads })},
+	{"MESH_CORS_ORIGINS", "", func(c *config, v string) error {
+		for _, o := range strings.Split(v, ",") {
+			o = strings.TrimSpace(o)
+			if o != "*" && !(strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")) || strings.HasSuffix(o, "/") {
+				return fmt.Errorf("must be a comma-separated list of origins like https://app.example.com (no path), or *")
+			}
+		}
+		c.CORSOrigins = v
+		return nil
+	}},
 	{"MESH_WS_FRAMES_PER_SECOND", "200", func(c *config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {

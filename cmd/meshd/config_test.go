@@ -52,6 +52,7 @@ func TestLoadConfig(t *testing.T) {
 	for k, v := range map[string]string{
 		"MESH_BCRYPT_COST": "99", "MESH_REQUEST_TIMEOUT": "soon", "MESH_MAX_FRAME_BYTES": "-1",
 		"MESH_LOG_LEVEL": "loud", "MESH_WS_FRAMES_PER_SECOND": "0",
+		"MESH_CORS_ORIGINS": "app.example.com", "MESH_FILE_TIMEOUT": "0s",
 	} {
 		_, err := loadConfig(func(key string) string {
 			if key == k {

@@ -213,6 +213,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
 			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
 			MaxFileBytes: int64(cfg.MaxFileBytes), ReadTimeout: cfg.HTTPTimeout, FileTimeout: cfg.FileTimeout, MaxUploads: cfg.MaxUploads,
+			CORSOrigins:     corsOrigins(cfg.CORSOrigins),
 			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
 			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, WriteInterval: cfg.WriteInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 			Web: web.Files(),
@@ -445,4 +446,15 @@ func serveDebug(addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil {
 		log.Warn("debug server stopped", "err", err)
 	}
+}
+
+// corsOrigins splits MESH_CORS_ORIGINS (checked by loadConfig).
+func corsOrigins(v string) []string {
+	var out []string
+	for _, o := range strings.Split(v, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
