@@ -361,6 +361,11 @@ func (s *Service) participantUpdated(ctx context.Context, acc store.Account) {
 		s.log.Warn("participant update not announced", "participant", acc.ID, "err", err)
 		return
 	}
+	s.participantUpdatedIn(ctx, acc, rooms)
+}
+
+// participantUpdatedIn is participantUpdated for the sockets of the given rooms.
+func (s *Service) participantUpdatedIn(ctx context.Context, acc store.Account, rooms []string) {
 	frame := map[string]any{"type": "participant_updated", "participant": s.view(acc, false)}
 	s.publish(ctx, mesh.SubjectPresence, mesh.Event{Type: "participant_updated", Rooms: rooms}, frame)
 	if len(rooms) == 0 {
@@ -420,4 +425,59 @@ func (s *Service) closeSessions(ctx context.Context, id, reason string) {
 		Type:  "logout",
 		Close: &mesh.CloseSpec{Code: CloseTokenRevoked, Reason: reason},
 	}, map[string]string{"type": "logout"})
+}
+
+// DeletedName is what a deleted account is called from then on.
+const DeletedName = "Deleted participant"
+
+// meDelete deletes the caller's own account, given its password: the account keeps its id
+// (its messages stay in the history, under DeletedName) but loses its email (which may then
+// register again), its password and its rooms; it is deactivated, and every session ends.
+// The last owner cannot go: another owner comes first.
+func (s *Service) meDelete(ctx context.Context, c *call) (any, error) {
+	var in struct {
+		Password string `json:"password"`
+	}
+	if err := decode(c, &in); err != nil {
+		return nil, err
+	}
+	if over, retry := s.over(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now); over {
+		return nil, rateLimited(retry, "failed password checks for this account")
+	}
+	if len(c.actor.PasswordHash) == 0 || !auth.CheckPassword(c.actor.PasswordHash, in.Password) {
+		s.take(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now)
+		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "the password is wrong")
+	}
+	if c.actor.Role == mesh.RoleOwner {
+		n, err := s.store.CountByRole(ctx, mesh.RoleOwner)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 1 {
+			return nil, mesh.Errorf(mesh.CodeConflict, "a mesh always keeps at least one owner: make another owner first")
+		}
+	}
+	rooms, err := s.store.RoomsOf(ctx, c.actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rooms {
+		removed, err := s.store.RemoveMember(ctx, r, c.actor.ID)
+		if err != nil {
+			return nil, err
+		}
+		if removed {
+			s.left(ctx, r, c.actor.ID, false)
+		}
+	}
+	none, name, noHash, yes, gen := "", DeletedName, []byte{}, true, c.actor.TokenGen+1
+	acc, err := s.store.UpdateParticipant(ctx, c.actor.ID, store.ParticipantUpdate{
+		Email: &none, DisplayName: &name, PasswordHash: &noHash, Deactivated: &yes, TokenGen: &gen,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.participantUpdatedIn(ctx, acc, rooms)
+	s.closeSessions(ctx, acc.ID, "account deleted")
+	return nil, nil
 }

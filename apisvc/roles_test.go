@@ -124,3 +124,26 @@ func TestCustomRoles(t *testing.T) {
 		t.Fatalf("heir = %s", me.Result)
 	}
 }
+
+// The last owner cannot delete its account; once there is another owner, it can.
+func TestDeleteLastOwner(t *testing.T) {
+	s := newService(t, Config{})
+	ctx := context.Background()
+	owner := register(t, s, "o@example.com")
+	second := register(t, s, "s@example.com")
+	del := func(a *mesh.Actor) *mesh.Error {
+		return s.Handle(ctx, cmd(mesh.OpAuthDelete, a, nil, `{"password":"password-1"}`)).Error
+	}
+	if err := del(owner); err == nil || err.Code != mesh.CodeConflict {
+		t.Fatalf("the last owner deletes itself: %v", err)
+	}
+	if rep := s.Handle(ctx, cmd(mesh.OpRoleAssign, owner, map[string]string{"participantId": second.ID}, `{"role":"owner"}`)); rep.Error != nil {
+		t.Fatal(rep.Error)
+	}
+	if err := del(owner); err != nil {
+		t.Fatalf("an owner among two deletes itself: %v", err)
+	}
+	if rep := s.Handle(ctx, cmd(mesh.OpAuthMe, owner, nil, "")); rep.Error == nil || rep.Error.Code != mesh.CodeUnauthorized {
+		t.Fatalf("the deleted account still acts: %+v", rep)
+	}
+}

@@ -506,6 +506,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpThreadsList:    {s.threadsList, 0},
 		mesh.OpAuthPassword:   {s.passwordChange, 0},
 		mesh.OpAuthSessions:   {s.logoutEverywhere, 204},
+		mesh.OpAuthDelete:     {s.meDelete, 204},
 	}
 	ops := map[string]op{}
 	for _, r := range mesh.Routes {

@@ -68,3 +68,42 @@ func testAccount(t *testing.T, c *mt.Client, m *mesh) {
 	}
 	c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "a-new-password"})
 }
+
+// testDeleteAccount: one deletes one's own account; its messages stay, under a neutral name.
+func testDeleteAccount(t *testing.T, c *mt.Client, m *mesh) {
+	leaver, peer := c.Register(t, "Leaver"), c.Register(t, "LeaverPeer")
+	room := newRoom(t, c, peer, leaver)
+	msg := c.Must(t, 201, "POST", "/api/rooms/"+room+"/messages", leaver.Token, M{"content": "goodbye"})
+	wp, _ := mt.Connect(t, m.gw(), peer.Token)
+	wl, _ := mt.Connect(t, m.gw(), leaver.Token)
+	if r := c.Do(t, "DELETE", "/api/auth/me", leaver.Token, M{"password": "wrong-password"}); r.Status != 401 {
+		t.Fatalf("delete with a wrong password: %d %s", r.Status, r.Body)
+	}
+	c.Must(t, 204, "DELETE", "/api/auth/me", leaver.Token, M{"password": "password-123"})
+	if code := wl.WaitClosed(t, 5*time.Second); code != 4001 {
+		t.Fatalf("the deleted account's socket: closed %d", code)
+	}
+	upd := wp.ExpectWhere(t, "participant_updated", func(f M) bool { return f["participant"].(M)["id"] == leaver.ID })
+	if upd["participant"].(M)["displayName"] != "Deleted participant" {
+		t.Fatalf("peer heard %v", upd)
+	}
+	p := c.Must(t, 200, "GET", "/api/participants/"+leaver.ID, peer.Token, nil)
+	if p["displayName"] != "Deleted participant" || p["email"] != nil {
+		t.Fatalf("the deleted participant: %v", p)
+	}
+	members := c.Must(t, 200, "GET", "/api/rooms/"+room+"/members", peer.Token, nil)["items"].([]any)
+	for _, mem := range members {
+		if mem.(M)["id"] == leaver.ID {
+			t.Fatalf("the deleted participant is still a member: %v", members)
+		}
+	}
+	hist := c.Must(t, 200, "GET", "/api/rooms/"+room+"/messages", peer.Token, nil)["items"].([]any)
+	if len(hist) != 1 || hist[0].(M)["id"] != msg["id"] || hist[0].(M)["authorId"] != leaver.ID {
+		t.Fatalf("history after the deletion: %v", hist)
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", "", M{"email": leaver.Email, "password": "password-123"}); r.Status != 401 {
+		t.Fatalf("login to a deleted account: %d", r.Status)
+	}
+	// The address is free again.
+	c.Must(t, 201, "POST", "/api/auth/register", "", M{"email": leaver.Email, "password": "password-123", "displayName": "Back"})
+}

@@ -49,6 +49,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("feed events", func(t *testing.T) { testFeed(t, c, m, owner) })
 	t.Run("a new owner's roles", func(t *testing.T) { testNewOwner(t, c, m, owner) })
 	t.Run("account", func(t *testing.T) { testAccount(t, c, m) })
+	t.Run("delete account", func(t *testing.T) { testDeleteAccount(t, c, m) })
 	t.Run("read marks", func(t *testing.T) { testReadMarks(t, c, m) })
 	t.Run("threads", func(t *testing.T) { testThreads(t, c) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })

@@ -28,6 +28,7 @@ const (
 	OpAuthUpdate     = "auth.update"
 	OpAuthPassword   = "auth.password"
 	OpAuthSessions   = "auth.sessions.revoke"
+	OpAuthDelete     = "auth.delete"
 	OpRoomsList      = "rooms.list"
 	OpRoomsCreate    = "rooms.create"
 	OpRoomsGet       = "rooms.get"
@@ -93,6 +94,7 @@ var Routes = []Route{
 	{"POST", "/api/auth/logout", OpAuthLogout, true, "", true, "Revoke the caller's token everywhere"},
 	{"PATCH", "/api/auth/me", OpAuthUpdate, true, "", true, "Change one's own display name"},
 	{"POST", "/api/auth/password", OpAuthPassword, true, "", true, "Change one's password (the current one is needed): every other session ends, and a new token comes back"},
+	{"DELETE", "/api/auth/me", OpAuthDelete, true, "", true, "Delete one's own account (its password needed): the email and password go, the rooms are left, every session ends; messages stay, under a neutral name"},
 	{"DELETE", "/api/auth/sessions", OpAuthSessions, true, "", true, "Sign out everywhere: every token of the caller is refused from now on, its sockets close (4001)"},
 	{"GET", "/api/participants/{participantId}", OpParticipantGet, true, "", false, "A participant"},
 	{"GET", "/api/permissions", OpPermissionsGet, true, "", false, "The 34 permissions, by category"},

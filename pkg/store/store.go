@@ -40,6 +40,9 @@ const (
 
 // ParticipantUpdate changes the fields that are not nil.
 type ParticipantUpdate struct {
+	// Email, lower-cased by the caller, changes the email: "" removes it (a deleted account's
+	// address may then be registered again); a taken one is CodeConflict.
+	Email        *string
 	DisplayName  *string
 	Role         *string
 	Banned       *bool

@@ -20,7 +20,9 @@
 //     indexes, so "none" must be unique too). It is the same insert as the seq's.
 //   - The first participant: a unique firstKey, "first" on the first participant ever and "n:"
 //     and its id on every other; a unique emailKey, "e:" and the lower-cased email, or "n:" and
-//     the id for none.
+//     the id for none. Changing the email is the one update under a unique index here: the
+//     email and its emailKey are set in one update of the document, which the index refuses
+//     whole when the email is taken (see UpdateParticipant).
 //   - Memberships, reactions, mutes, settings, idempotent results: one document each, under a
 //     unique _id built from what identifies it (see idKey).
 //   - A custom role's name: the role's _id.

@@ -199,11 +199,27 @@ func (s *Store) CountParticipants(ctx context.Context) (int, error) {
 	return int(n), wrap("count participants", err)
 }
 
-// UpdateParticipant changes the fields of u that are set, and returns the account as stored.
-// On FerretDB v1, two updates of one participant at the same moment may lose one of them (see
-// the package documentation); MongoDB applies both.
+// UpdateParticipant changes the fields of u that are set, in one update of the participant's
+// document, and returns the account as stored. On FerretDB v1, two updates of one participant
+// at the same moment may lose one of them (see the package documentation); MongoDB applies
+// both.
+//
+// The email is lower-cased here too, and set with its emailKey in the same update: "e:" and
+// the email, or "n:" and the id for "" (as CreateParticipant stores none), which frees the
+// old address at once. There is no document of its own to claim or release, so there is no
+// order of steps and nothing a crash can leave half done: a taken email fails the update on
+// the unique emailKey index, nothing of u is applied, and it is CodeConflict (told by looking
+// at who holds the email once the update failed; see emailHeldByOther). An update lost
+// to a concurrent one on FerretDB loses the email and its key together; the index still
+// refuses any document that would hold an email twice.
 func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.ParticipantUpdate) (store.Account, error) {
 	set := bson.D{}
+	var key string
+	if u.Email != nil {
+		email := strings.ToLower(*u.Email)
+		key = emailKey(email, id)
+		set = append(set, bson.E{Key: "email", Value: email}, bson.E{Key: "emailKey", Value: key})
+	}
 	if u.DisplayName != nil {
 		set = append(set, bson.E{Key: "displayName", Value: *u.DisplayName})
 	}
@@ -231,10 +247,28 @@ func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.Partic
 	if errors.Is(err, mongodb.ErrNoDocuments) {
 		return store.Account{}, notFound("participant", id)
 	}
+	if err != nil && u.Email != nil && s.emailHeldByOther(ctx, key, id) {
+		return store.Account{}, mesh.Errorf(mesh.CodeConflict, "the email is already registered")
+	}
 	if err != nil {
 		return store.Account{}, wrap("update participant", err)
 	}
 	return d.account(), nil
+}
+
+// emailHeldByOther reports whether a participant other than id holds the email key, which
+// explains why an update setting it failed. It looks rather than trusting the error: MongoDB
+// refuses such an update with E11000, but FerretDB v1 with an InternalError (code 1) that
+// names the SQLite constraint (only its inserts get E11000). A failed look is false.
+func (s *Store) emailHeldByOther(ctx context.Context, key, id string) bool {
+	if !strings.HasPrefix(key, "e:") || ctx.Err() != nil {
+		return false // "n:" and an id is nobody else's
+	}
+	var other bson.Raw
+	found, err := findOne(ctx, s.participants, bson.D{
+		{Key: "emailKey", Value: key}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: id}}},
+	}, &other, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	return err == nil && found
 }
 
 // ListParticipants lists accounts by id after the cursor (served by the _id index).

@@ -134,12 +134,20 @@ func (s *Store) CountParticipants(ctx context.Context) (int, error) {
 }
 
 // UpdateParticipant changes the fields of u that are set, in one statement, and returns the
-// account as stored. The password hash is set by a flag rather than COALESCE: a nil hash is
-// bound as NULL, and when it is set it clears the hash.
+// account as stored. The password hash and the email are set by a flag rather than COALESCE:
+// a nil hash is bound as NULL, and when it is set it clears the hash; an empty email is
+// stored as NULL (none, as CreateParticipant stores it), which the unique index never
+// compares, so the address is free again. The email is lower-cased here too. A taken email
+// fails the statement on the unique index, so nothing of u is applied: CodeConflict.
 func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.ParticipantUpdate) (store.Account, error) {
 	var hash []byte
 	if u.PasswordHash != nil {
 		hash = *u.PasswordHash
+	}
+	var email sql.NullString
+	if u.Email != nil {
+		e := strings.ToLower(*u.Email)
+		email = sql.NullString{String: e, Valid: e != ""}
 	}
 	var a store.Account
 	err := s.write(ctx, "update participant", func(tx *wtx) error {
@@ -150,12 +158,17 @@ func (s *Store) UpdateParticipant(ctx context.Context, id string, u store.Partic
 				banned        = COALESCE(?, banned),
 				deactivated   = COALESCE(?, deactivated),
 				password_hash = CASE WHEN ? THEN ? ELSE password_hash END,
-				token_gen     = COALESCE(?, token_gen)
+				token_gen     = COALESCE(?, token_gen),
+				email         = CASE WHEN ? THEN ? ELSE email END
 			WHERE id = ?
 			RETURNING `+participantCols,
-			u.DisplayName, u.Role, u.Banned, u.Deactivated, u.PasswordHash != nil, hash, u.TokenGen, id))
+			u.DisplayName, u.Role, u.Banned, u.Deactivated, u.PasswordHash != nil, hash, u.TokenGen,
+			u.Email != nil, email, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("participant", id)
+		}
+		if isConstraint(err, codeUnique, "participants.email") {
+			return mesh.Errorf(mesh.CodeConflict, "the email is already registered")
 		}
 		return err
 	})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -24,6 +25,10 @@ var participantTests = []test{
 	{name: "UpdateOneField", fn: participantUpdateOneField},
 	{name: "UpdatePasswordHash", fn: participantUpdatePasswordHash},
 	{name: "UpdateTokenGen", fn: participantUpdateTokenGen},
+	{name: "UpdateEmail", fn: participantUpdateEmail},
+	{name: "UpdateEmailRemove", fn: participantUpdateEmailRemove},
+	{name: "UpdateEmailTaken", fn: participantUpdateEmailTaken},
+	{name: "ConcurrentUpdateSameEmail", fn: participantConcurrentUpdateSameEmail},
 	{name: "TokenGenStartsAtZero", fn: participantTokenGenStartsAtZero},
 	{name: "TokenGenAsGiven", fn: participantTokenGenAsGiven},
 	{name: "AnyOrder", fn: participantAnyOrder},
@@ -132,8 +137,12 @@ func participantNotFound(t *testing.T, s store.Store) {
 		{"display name", store.ParticipantUpdate{DisplayName: ptr("x")}},
 		{"password hash", store.ParticipantUpdate{PasswordHash: ptr([]byte("x"))}},
 		{"token gen", store.ParticipantUpdate{TokenGen: ptr(1)}},
-		{"everything", store.ParticipantUpdate{DisplayName: ptr("x"), Role: ptr(mesh.RoleAdmin), Banned: ptr(true),
-			Deactivated: ptr(true), PasswordHash: ptr([]byte("x")), TokenGen: ptr(1)}},
+		{"email", store.ParticipantUpdate{Email: ptr("nobody@example.com")}},
+		{"an email someone holds", store.ParticipantUpdate{Email: ptr("ada@example.com")}},
+		{"no email", store.ParticipantUpdate{Email: ptr("")}},
+		{"everything", store.ParticipantUpdate{Email: ptr("nobody@example.com"), DisplayName: ptr("x"),
+			Role: ptr(mesh.RoleAdmin), Banned: ptr(true), Deactivated: ptr(true), PasswordHash: ptr([]byte("x")),
+			TokenGen: ptr(1)}},
 		{"nothing", store.ParticipantUpdate{}},
 	}
 	for _, up := range updates {
@@ -144,6 +153,10 @@ func participantNotFound(t *testing.T, s store.Store) {
 	wantCode(t, "ParticipantByID(nobody)", err, mesh.CodeNotFound)
 	_, err = s.ParticipantByEmail(ctx, "nobody@example.com")
 	wantCode(t, "ParticipantByEmail(nobody@example.com)", err, mesh.CodeNotFound)
+	got, err := s.ParticipantByEmail(ctx, "ada@example.com")
+	if err != nil || got.ID != "p1" {
+		t.Errorf("ParticipantByEmail(ada@example.com) = %s, %v; want p1, still", got.ID, err)
+	}
 	if n, err := s.CountParticipants(ctx); err != nil || n != 1 {
 		t.Errorf("CountParticipants = %d, %v; want 1 (updates of an unknown id store nothing)", n, err)
 	}
@@ -286,17 +299,19 @@ func checkReads(t *testing.T, s store.Store, what string, want store.Account) {
 	checkAccount(t, what+": ListParticipants: "+want.ID, all[i], want)
 }
 
-// Setting one field leaves every other one as it was, the password hash and the token
-// generation included. Every field is first set away from its value at creation, so that a
-// store that resets a field it was not asked to change is seen.
+// Setting one field leaves every other one as it was, the email, the password hash and the
+// token generation included. Every field is first set away from its value at creation, so
+// that a store that resets a field it was not asked to change is seen; the email is set to
+// none on the way, so that a store that brings an old one back is seen too.
 func participantUpdateOneField(t *testing.T, s store.Store) {
 	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
 	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
-	want.DisplayName, want.Role, want.Banned, want.Deactivated = "Ada L.", mesh.RoleModerator, true, true
+	want.Email, want.DisplayName, want.Role, want.Banned, want.Deactivated = "ada.l@example.com", "Ada L.",
+		mesh.RoleModerator, true, true
 	want.PasswordHash, want.TokenGen = []byte("hash 1"), 4
 	updateParticipant(t, s, "everything", "p1", store.ParticipantUpdate{
-		DisplayName: ptr("Ada L."), Role: ptr(mesh.RoleModerator), Banned: ptr(true), Deactivated: ptr(true),
-		PasswordHash: ptr([]byte("hash 1")), TokenGen: ptr(4),
+		Email: ptr("ada.l@example.com"), DisplayName: ptr("Ada L."), Role: ptr(mesh.RoleModerator),
+		Banned: ptr(true), Deactivated: ptr(true), PasswordHash: ptr([]byte("hash 1")), TokenGen: ptr(4),
 	}, want)
 
 	steps := []struct {
@@ -316,11 +331,23 @@ func participantUpdateOneField(t *testing.T, s store.Store) {
 			func(a *store.Account) { a.PasswordHash = []byte("hash 2") }},
 		{"only token gen", store.ParticipantUpdate{TokenGen: ptr(5)},
 			func(a *store.Account) { a.TokenGen = 5 }},
+		{"only email", store.ParticipantUpdate{Email: ptr("ada@example.com")},
+			func(a *store.Account) { a.Email = "ada@example.com" }},
+		{"only email, to none", store.ParticipantUpdate{Email: ptr("")},
+			func(a *store.Account) { a.Email = "" }},
+		{"only display name, with no email", store.ParticipantUpdate{DisplayName: ptr("Ada Lovelace")},
+			func(a *store.Account) { a.DisplayName = "Ada Lovelace" }},
+		{"only password hash, with no email", store.ParticipantUpdate{PasswordHash: ptr([]byte("hash 3"))},
+			func(a *store.Account) { a.PasswordHash = []byte("hash 3") }},
 		{"nothing", store.ParticipantUpdate{}, func(*store.Account) {}},
 	}
 	for _, st := range steps {
 		st.change(&want)
 		updateParticipant(t, s, st.name, "p1", st.u, want)
+	}
+	for _, email := range []string{"ada@example.com", "ada.l@example.com"} {
+		_, err := s.ParticipantByEmail(t.Context(), email)
+		wantCode(t, "ParticipantByEmail("+email+") once p1 has no email", err, mesh.CodeNotFound)
 	}
 	checkReads(t, s, "the other participant", other)
 }
@@ -394,6 +421,196 @@ func participantTokenGenAsGiven(t *testing.T, s store.Store) {
 		a.Role = got.Role // the first becomes owner: not what this rule is about
 		checkAccount(t, "CreateParticipant("+a.ID+")", got, a)
 		checkReads(t, s, "created", a)
+	}
+}
+
+// Setting the email moves the account to the new address: every read finds it there, by
+// email in any case, and the old address finds nobody (and may be registered again). The
+// store lower-cases what it is given, and an account may be given the email it holds, in any
+// case, without conflicting with itself.
+func participantUpdateEmail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	want := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	other := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+
+	for _, st := range []struct{ given, stored string }{
+		{"ada.lovelace@example.com", "ada.lovelace@example.com"},
+		{"Countess@Example.COM", "countess@example.com"}, // a caller that forgets to lower-case
+		{"countess@example.com", "countess@example.com"}, // the email it holds
+		{"COUNTESS@example.com", "countess@example.com"}, // the email it holds, in another case
+		{"ada@example.com", "ada@example.com"},           // the first one, given up before
+	} {
+		old := want.Email
+		want.Email = st.stored
+		what := "email " + st.given
+		updateParticipant(t, s, what, "p1", store.ParticipantUpdate{Email: ptr(st.given)}, want)
+		for _, email := range []string{st.stored, strings.ToUpper(st.stored), st.given} {
+			got, err := s.ParticipantByEmail(ctx, email)
+			if err != nil {
+				t.Fatalf("after %s: ParticipantByEmail(%s): %v", what, email, err)
+			}
+			checkAccount(t, "after "+what+": ParticipantByEmail("+email+")", got, want)
+		}
+		if old != st.stored {
+			for _, email := range []string{old, strings.ToUpper(old)} {
+				_, err := s.ParticipantByEmail(ctx, email)
+				wantCode(t, "after "+what+": ParticipantByEmail of the old "+email, err, mesh.CodeNotFound)
+			}
+		}
+	}
+	// An address given up may be registered by someone else.
+	createParticipant(t, s, account("p3", "ada.lovelace@example.com"), store.AnyOrder)
+	got, err := s.ParticipantByEmail(ctx, "ada.lovelace@example.com")
+	if err != nil || got.ID != "p3" {
+		t.Errorf("ParticipantByEmail(ada.lovelace@example.com) = %s, %v; want p3, who registered it", got.ID, err)
+	}
+	checkReads(t, s, "the end", want)
+	checkReads(t, s, "the other participant", other)
+}
+
+// Setting the email to "" removes it: the account reads no email, its old address finds
+// nobody and may be registered again, and any number of accounts have no email, however they
+// came to have none.
+func participantUpdateEmailRemove(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ada := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	bob := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+	bot := account("bot1", "")
+	bot.IsAgent, bot.Role = true, mesh.RoleAgent
+	bot = createParticipant(t, s, bot, store.AnyOrder)
+
+	ada.Email = ""
+	updateParticipant(t, s, "no email for p1", "p1", store.ParticipantUpdate{Email: ptr("")}, ada)
+	for _, email := range []string{"ada@example.com", "ADA@example.com", ""} {
+		_, err := s.ParticipantByEmail(ctx, email)
+		wantCode(t, "ParticipantByEmail("+email+") once removed", err, mesh.CodeNotFound)
+	}
+	// A second account with no email, and the same removal again: no conflict.
+	bob.Email = ""
+	updateParticipant(t, s, "no email for p2", "p2", store.ParticipantUpdate{Email: ptr("")}, bob)
+	updateParticipant(t, s, "no email for p1 again", "p1", store.ParticipantUpdate{Email: ptr("")}, ada)
+	bot.DisplayName = "Bot"
+	updateParticipant(t, s, "no email for the bot", "bot1",
+		store.ParticipantUpdate{Email: ptr(""), DisplayName: ptr("Bot")}, bot)
+	_, err := s.ParticipantByEmail(ctx, "bob@example.com")
+	wantCode(t, "ParticipantByEmail(bob@example.com) once removed", err, mesh.CodeNotFound)
+
+	// The old addresses are free: new accounts register them (in another case too), and a
+	// bot without email is created beside the accounts that lost theirs.
+	newAda := createParticipant(t, s, account("p3", "ada@example.com"), store.AnyOrder)
+	newBob := createParticipant(t, s, account("p4", "BOB@example.com"), store.AnyOrder)
+	bot2 := account("bot2", "")
+	bot2.IsAgent, bot2.Role = true, mesh.RoleAgent
+	bot2 = createParticipant(t, s, bot2, store.AnyOrder)
+	for _, a := range []store.Account{ada, bob, bot, newAda, newBob, bot2} {
+		checkReads(t, s, "the end", a)
+	}
+	if n, err := s.CountParticipants(ctx); err != nil || n != 6 {
+		t.Errorf("CountParticipants = %d, %v; want 6", n, err)
+	}
+	// The account that lost its email may take a new one, but not its old one, now taken.
+	_, err = s.UpdateParticipant(ctx, "p1", store.ParticipantUpdate{Email: ptr("ada@example.com")})
+	wantCode(t, "UpdateParticipant(p1, its old email, now p3's)", err, mesh.CodeConflict)
+	ada.Email = "ada2@example.com"
+	updateParticipant(t, s, "a new email for p1", "p1", store.ParticipantUpdate{Email: ptr("ada2@example.com")}, ada)
+	checkReads(t, s, "the end", newAda)
+}
+
+// Setting an email another account holds, in any case, is CodeConflict, and nothing of the
+// update is applied: the fields set beside the email stay as they were, and both accounts
+// keep their emails. An email taken by an update conflicts like one taken at creation.
+func participantUpdateEmailTaken(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ada := createParticipant(t, s, account("p1", "ada@example.com"), store.AnyOrder)
+	bob := createParticipant(t, s, account("p2", "bob@example.com"), store.AnyOrder)
+
+	attempt := func(email string) {
+		t.Helper()
+		for _, up := range []struct {
+			name string
+			u    store.ParticipantUpdate
+		}{
+			{"only the email", store.ParticipantUpdate{Email: ptr(email)}},
+			{"everything", store.ParticipantUpdate{Email: ptr(email), DisplayName: ptr("x"),
+				Role: ptr(mesh.RoleAdmin), Banned: ptr(true), Deactivated: ptr(true),
+				PasswordHash: ptr([]byte("x")), TokenGen: ptr(9)}},
+		} {
+			what := fmt.Sprintf("UpdateParticipant(p2, %s: %s)", up.name, email)
+			_, err := s.UpdateParticipant(ctx, "p2", up.u)
+			wantCode(t, what, err, mesh.CodeConflict)
+			checkReads(t, s, "after "+what, bob)
+			checkReads(t, s, "after "+what+": the holder", ada)
+		}
+	}
+	for _, email := range []string{"ada@example.com", "ADA@example.com", "Ada@Example.Com"} {
+		attempt(email)
+	}
+
+	// p1 moves to a new address: that one is now taken, and the old one is free.
+	ada.Email = "ada.l@example.com"
+	updateParticipant(t, s, "a new email for p1", "p1", store.ParticipantUpdate{Email: ptr("ada.l@example.com")}, ada)
+	for _, email := range []string{"ada.l@example.com", "ADA.L@EXAMPLE.COM"} {
+		attempt(email)
+	}
+	_, err := s.CreateParticipant(ctx, account("p3", "Ada.L@example.com"), store.AnyOrder)
+	wantCode(t, "CreateParticipant(p3, an email taken by an update)", err, mesh.CodeConflict)
+	bob.Email, bob.DisplayName = "ada@example.com", "Bob, now Ada"
+	updateParticipant(t, s, "p1's old email for p2", "p2",
+		store.ParticipantUpdate{Email: ptr("ada@example.com"), DisplayName: ptr("Bob, now Ada")}, bob)
+	checkReads(t, s, "the end", ada)
+	if n, err := s.CountParticipants(ctx); err != nil || n != 2 {
+		t.Errorf("CountParticipants = %d, %v; want 2", n, err)
+	}
+}
+
+// Of accounts setting one email at the same moment, exactly one gets it; the others are
+// CodeConflict and keep theirs.
+func participantConcurrentUpdateSameEmail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	warmUp(t, s)
+	for round := range Rounds {
+		accounts := make([]store.Account, Workers)
+		for i := range accounts {
+			id := fmt.Sprintf("p%d-%d", round, i)
+			accounts[i] = createParticipant(t, s, account(id, id+"@example.com"), store.AnyOrder)
+		}
+		email := fmt.Sprintf("same%d@example.com", round)
+		var winner, ok, conflicts atomic.Int32
+		concurrently(Workers, func(i int) {
+			_, err := s.UpdateParticipant(ctx, accounts[i].ID, store.ParticipantUpdate{Email: ptr(email)})
+			switch {
+			case err == nil:
+				ok.Add(1)
+				winner.Store(int32(i))
+			case mesh.IsCode(err, mesh.CodeConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("UpdateParticipant(%s): %v", accounts[i].ID, err)
+			}
+		})
+		if ok.Load() != 1 || conflicts.Load() != Workers-1 {
+			t.Fatalf("round %d: %d updated, %d conflicts; want 1 and %d", round, ok.Load(), conflicts.Load(), Workers-1)
+		}
+		w := accounts[winner.Load()]
+		w.Email = email
+		accounts[winner.Load()] = w
+		got, err := s.ParticipantByEmail(ctx, email)
+		if err != nil {
+			t.Fatalf("round %d: ParticipantByEmail(%s): %v", round, email, err)
+		}
+		checkAccount(t, fmt.Sprintf("round %d: ParticipantByEmail(%s)", round, email), got, w)
+		ids := make([]string, len(accounts))
+		for i, a := range accounts {
+			ids[i] = a.ID
+		}
+		stored, err := s.ParticipantsByIDs(ctx, ids)
+		if err != nil || len(stored) != len(accounts) {
+			t.Fatalf("round %d: ParticipantsByIDs = %d accounts, %v; want %d", round, len(stored), err, len(accounts))
+		}
+		for _, a := range stored {
+			i := slices.IndexFunc(accounts, func(b store.Account) bool { return b.ID == a.ID })
+			checkAccount(t, fmt.Sprintf("round %d: ParticipantsByIDs: %s", round, a.ID), a, accounts[i])
+		}
 	}
 }
 
