@@ -97,7 +97,8 @@ func (g *Gateway) upload(r mesh.Route) fiber.Handler {
 		}
 		select {
 		case g.uploads <- struct{}{}:
-			defer func() { <-g.uploads }()
+			g.metrics.uploads.Inc()
+			defer func() { g.metrics.uploads.Dec(); <-g.uploads }()
 		default:
 			c.Set(fiber.HeaderRetryAfter, "5")
 			return fail(mesh.Errorf(mesh.CodeUnavailable, "too many uploads in progress on this server; try again shortly"))

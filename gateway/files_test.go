@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestByteRange(t *testing.T) {
 	for _, tt := range []struct {
@@ -25,5 +28,29 @@ func TestByteRange(t *testing.T) {
 		if ok != tt.ok || sat != tt.satisfiable || (sat && (start != tt.start || end != tt.end)) {
 			t.Errorf("%q: %d-%d ok=%v satisfiable=%v, want %d-%d %v %v", tt.h, start, end, ok, sat, tt.start, tt.end, tt.ok, tt.satisfiable)
 		}
+	}
+}
+
+func TestRESTLimiter(t *testing.T) {
+	l := newRESTLimiter(1, 2)
+	now := time.Unix(1000, 0)
+	for i, want := range []bool{true, true, false} {
+		if ok, _ := l.allow("a", now); ok != want {
+			t.Fatalf("request %d: %v", i, ok)
+		}
+	}
+	if ok, wait := l.allow("a", now); ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("refused with wait %v", wait)
+	}
+	if ok, _ := l.allow("b", now); !ok {
+		t.Fatal("another key was refused")
+	}
+	if ok, _ := l.allow("a", now.Add(1100*time.Millisecond)); !ok {
+		t.Fatal("a refilled token was refused")
+	}
+	// Idle buckets go once they would be full again.
+	l.allow("c", now.Add(10*time.Minute))
+	if _, kept := l.buckets["a"]; kept || len(l.buckets) != 1 {
+		t.Fatalf("buckets after ten idle minutes: %d", len(l.buckets))
 	}
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// MaxUploads bounds the uploads in progress on this gateway (64): more are answered
 	// unavailable at once.
 	MaxUploads int
+	// RESTPerSecond and RESTBurst rate-limit REST requests per participant (per address
+	// without a token) on this gateway (50, 100).
+	RESTPerSecond float64
+	RESTBurst     int
 	// CORSOrigins are the web origins (such as "https://app.example.com", or "*") whose
 	// pages may call the REST API from a browser; none: only pages of this origin. Tokens
 	// travel in the Authorization header, never in cookies, so no credentials are allowed.
@@ -117,6 +121,12 @@ func (c *Config) setDefaults() {
 	if c.MaxUploads == 0 {
 		c.MaxUploads = 64
 	}
+	if c.RESTPerSecond == 0 {
+		c.RESTPerSecond = 50
+	}
+	if c.RESTBurst == 0 {
+		c.RESTBurst = 100
+	}
 	if c.FramesPerSecond == 0 {
 		c.FramesPerSecond = 200
 	}
@@ -166,7 +176,9 @@ type Gateway struct {
 	blobs   blob.Store
 	// uploads holds a token per upload in progress (MaxUploads).
 	uploads chan struct{}
-	gather  prometheus.Gatherer
+	// restLimits rate-limits REST requests.
+	restLimits *restLimiter
+	gather     prometheus.Gatherer
 
 	writers  *writers
 	draining atomic.Bool
@@ -191,7 +203,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, bus: deps.Bus, log: log.With("service", "gateway", "gateway", cfg.ID),
 		tokens: tokens, metrics: newMetrics(deps.Metrics), ready: deps.Ready, gather: deps.Gatherer, blobs: deps.Blobs,
-		uploads: make(chan struct{}, cfg.MaxUploads),
+		uploads: make(chan struct{}, cfg.MaxUploads), restLimits: newRESTLimiter(cfg.RESTPerSecond, cfg.RESTBurst),
 	}
 	g.req = newRequester(deps.Bus, cfg.ID, cfg.RequestTimeout)
 	g.writers = newWriters(cfg.WriteInterval)

@@ -12,6 +12,8 @@ type metrics struct {
 	writes      prometheus.Counter
 	commands    *prometheus.HistogramVec
 	requests    *prometheus.HistogramVec
+	uploads     prometheus.Gauge
+	rateLimited prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,13 +29,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "mesh_gateway_command_seconds", Help: "Time from a client event to its answer, by event type.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}, []string{"type"}),
+		uploads:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesh_gateway_uploads_in_progress", Help: "File uploads being streamed to the blob store."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesh_gateway_rest_rate_limited_total", Help: "REST requests refused by the per-participant rate limit."}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "mesh_gateway_request_seconds", Help: "REST request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}, []string{"route", "method"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.eventsIn, m.reordered, m.slowClosed, m.writes, m.commands, m.requests)
+		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.eventsIn, m.reordered, m.slowClosed, m.writes, m.commands, m.requests, m.uploads, m.rateLimited)
 	}
 	return m
 }

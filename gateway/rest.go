@@ -70,6 +70,7 @@ func (g *Gateway) newApp() *fiber.App {
 			MaxAge:        600,
 		}))
 	}
+	app.Use("/api", g.limitREST)
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", g.readyz)
 	if g.gather != nil {

@@ -142,7 +142,7 @@ func (a *apiClient) do(ctx context.Context, method, path string, q url.Values, t
 			if a.warnf != nil {
 				a.warnOnce.Do(func() {
 					a.warnf("%s %s: rate limited (429), waiting as Retry-After says (%s); a benchmark server "+
-						"can relax this (meshd: MESH_REGISTRATIONS_PER_MINUTE)", method, path, ae.RetryAfter)
+						"can relax this (meshd: MESH_REGISTRATIONS_PER_MINUTE, MESH_REST_RATE, MESH_REST_BURST)", method, path, ae.RetryAfter)
 				})
 			}
 			wait = ae.RetryAfter

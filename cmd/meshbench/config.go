@@ -104,7 +104,7 @@ Measuring:
     answers; -server-pid reads RSS and CPU from /proc instead.
   - The tool shares the machine with the server: watch "tool cpu" (and -cpuprofile).
   - Set-up is fast only on a server with relaxed limits, e.g. meshd with
-    MESH_REGISTRATIONS_PER_MINUTE=1000000 MESH_BCRYPT_COST=4; otherwise 429 answers are
+    MESH_REGISTRATIONS_PER_MINUTE=1000000 MESH_REST_RATE=100000 MESH_BCRYPT_COST=4; otherwise 429 answers are
     waited out as Retry-After says.
   - Loopback servers only, unless -allow-remote. Everything stops by -timeout (closing the
     sockets and deleting the rooms take a few seconds more at most).

@@ -31,6 +31,8 @@ type config struct {
 	FileTimeout            time.Duration
 	MaxUploads             int
 	CORSOrigins            string
+	RESTPerSecond          float64
+	RESTBurst              int
 	FramesPerSecond        float64
 	FrameBurst             int
 	SendQueue              int
@@ -111,6 +113,15 @@ var settings = []setting{
 	{"MESH_HTTP_TIMEOUT", "30s", dur(func(c *config) *time.Duration { return &c.HTTPTimeout })},
 	{"MESH_FILE_TIMEOUT", "10m", dur(func(c *config) *time.Duration { return &c.FileTimeout })},
 	{"MESH_MAX_UPLOADS", "64", num(func(c *config) *int { return &c.MaxUploads })},
+	{"MESH_REST_RATE", "50", func(c *config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("must be a positive number")
+		}
+		c.RESTPerSecond = f
+		return nil
+	}},
+	{"MESH_REST_BURST", "100", num(func(c *config) *int { return &c.RESTBurst })},
 	{"MESH_CORS_ORIGINS", "", func(c *config, v string) error {
 		for _, o := range strings.Split(v, ",") {
 			o = strings.TrimSpace(o)

@@ -307,7 +307,7 @@ func checkRanges(t *testing.T, c *mt.Client, token, id string, content []byte) {
 // A slow upload has MESH_FILE_TIMEOUT, where any other request has MESH_HTTP_TIMEOUT; and a
 // gateway takes MESH_MAX_UPLOADS uploads at once, answering more unavailable.
 func TestSlowUploads(t *testing.T) {
-	m := startAllInOne(t, map[string]string{"MESH_HTTP_TIMEOUT": "1s", "MESH_MAX_UPLOADS": "1", "MESH_UPLOADS_PER_MINUTE": "100000"})
+	m := startAllInOne(t, map[string]string{"MESH_HTTP_TIMEOUT": "1s", "MESH_MAX_UPLOADS": "1", "MESH_UPLOADS_PER_MINUTE": "100000", "MESH_REST_RATE": "100000"})
 	c := mt.NewClient(m.base)
 	u := c.Register(t, "Slow")
 	room := c.Must(t, 201, "POST", "/api/rooms", u.Token, M{"name": "slow"})["id"].(string)
@@ -353,13 +353,15 @@ func TestSlowUploads(t *testing.T) {
 		done <- result{status: resp.StatusCode, body: body}
 	}()
 	<-firstSent
-	// While it is in progress, the gateway's one upload slot is taken.
-	var busy mt.Response
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if busy = c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b")); busy.Status == 503 {
-			break
+	// While it is in progress (the gateway says so in its metrics), its one upload slot is
+	// taken.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(string(c.Do(t, "GET", "/metrics", "", nil).Body), "mesh_gateway_uploads_in_progress 1"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow upload never started")
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	busy := c.Upload(t, u.Token, room, "b.txt", "text/plain", []byte("b"))
 	close(busySeen)
 	if busy.Status != 503 || busy.ErrorCode() != "unavailable" || busy.Header.Get("Retry-After") == "" {
 		t.Fatalf("a second upload at once: %d %s", busy.Status, busy.Body)

@@ -115,7 +115,8 @@ func TestSocketLimits(t *testing.T) {
 // A socket that cannot keep up is closed (its client resumes from seq); the others miss
 // nothing.
 func TestSlowSocketClosed(t *testing.T) {
-	m := startAllInOne(t, map[string]string{"MESH_WS_SEND_QUEUE": "64"})
+	// The sender posts as fast as REST answers: its request rate is not what is tested.
+	m := startAllInOne(t, map[string]string{"MESH_WS_SEND_QUEUE": "64", "MESH_REST_RATE": "100000", "MESH_REST_BURST": "100000"})
 	c := mt.NewClient(m.base)
 	{
 		sender, fast, slow := c.Register(t, "Sender"), c.Register(t, "Fast2"), c.Register(t, "Slow")

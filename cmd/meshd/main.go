@@ -213,7 +213,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 			Addr: cfg.Addr, JWTSecret: secret, ID: cfg.GatewayID,
 			RequestTimeout: cfg.RequestTimeout, MaxFrameBytes: cfg.MaxFrameBytes, MaxBodyBytes: cfg.MaxBodyBytes,
 			MaxFileBytes: int64(cfg.MaxFileBytes), ReadTimeout: cfg.HTTPTimeout, FileTimeout: cfg.FileTimeout, MaxUploads: cfg.MaxUploads,
-			CORSOrigins:     corsOrigins(cfg.CORSOrigins),
+			CORSOrigins: corsOrigins(cfg.CORSOrigins), RESTPerSecond: cfg.RESTPerSecond, RESTBurst: cfg.RESTBurst,
 			FramesPerSecond: cfg.FramesPerSecond, FrameBurst: cfg.FrameBurst, SendQueue: cfg.SendQueue,
 			AuthTimeout: cfg.AuthTimeout, Writers: cfg.Writers, WriteInterval: cfg.WriteInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 			Web: web.Files(),
