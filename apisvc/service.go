@@ -507,6 +507,7 @@ func (s *Service) operations() (map[string]op, error) {
 		mesh.OpAuthPassword:   {s.passwordChange, 0},
 		mesh.OpAuthSessions:   {s.logoutEverywhere, 204},
 		mesh.OpAuthDelete:     {s.meDelete, 204},
+		mesh.OpAuthRefresh:    {s.refresh, 0},
 	}
 	ops := map[string]op{}
 	for _, r := range mesh.Routes {

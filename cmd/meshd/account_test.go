@@ -26,6 +26,13 @@ func testAccount(t *testing.T, c *mt.Client, m *mesh) {
 		t.Fatalf("empty display name: %d", r.Status)
 	}
 	other := c.Must(t, 200, "POST", "/api/auth/login", "", M{"email": u.Email, "password": "password-123"})["token"].(string)
+	// A refreshed token works, and so does the one it was refreshed from.
+	refreshed := c.Must(t, 200, "POST", "/api/auth/refresh", other, nil)["token"].(string)
+	for _, tok := range []string{refreshed, other} {
+		if r := c.Do(t, "GET", "/api/auth/me", tok, nil); r.Status != 200 || r.JSON()["id"] != u.ID {
+			t.Fatalf("after a refresh: %d %s", r.Status, r.Body)
+		}
+	}
 	ws, _ := mt.Connect(t, m.gw(), u.Token)
 
 	for name, body := range map[string]M{
@@ -42,7 +49,7 @@ func testAccount(t *testing.T, c *mt.Client, m *mesh) {
 	if code := ws.WaitClosed(t, 5*time.Second); code != 4001 {
 		t.Fatalf("socket after the password change: closed %d", code)
 	}
-	for name, tok := range map[string]string{"the changing token": u.Token, "another session": other} {
+	for name, tok := range map[string]string{"the changing token": u.Token, "another session": other, "a refreshed one": refreshed} {
 		if r := c.Do(t, "GET", "/api/auth/me", tok, nil); r.Status != 401 {
 			t.Fatalf("%s after the change: %d", name, r.Status)
 		}

@@ -30,6 +30,7 @@ var opDocs = map[string]opDoc{
 	OpAuthPassword:   {"PasswordChange", "Session", nil},
 	OpAuthSessions:   {"", "", nil},
 	OpAuthDelete:     {"AccountDelete", "", nil},
+	OpAuthRefresh:    {"", "Session", nil},
 	OpParticipantGet: {"", "Participant", nil},
 	OpPermissionsGet: {"", "PermissionList", nil},
 	OpRolesList:      {"", "RoleList", nil},

@@ -29,6 +29,7 @@ const (
 	OpAuthPassword   = "auth.password"
 	OpAuthSessions   = "auth.sessions.revoke"
 	OpAuthDelete     = "auth.delete"
+	OpAuthRefresh    = "auth.refresh"
 	OpRoomsList      = "rooms.list"
 	OpRoomsCreate    = "rooms.create"
 	OpRoomsGet       = "rooms.get"
@@ -92,6 +93,7 @@ var Routes = []Route{
 	{"POST", "/api/auth/login", OpAuthLogin, false, "", true, "Log in"},
 	{"GET", "/api/auth/me", OpAuthMe, true, "", false, "The caller"},
 	{"POST", "/api/auth/logout", OpAuthLogout, true, "", true, "Revoke the caller's token everywhere"},
+	{"POST", "/api/auth/refresh", OpAuthRefresh, true, "", true, "A new token for the caller, of full lifetime (the current one stays valid until it expires)"},
 	{"PATCH", "/api/auth/me", OpAuthUpdate, true, "", true, "Change one's own display name"},
 	{"POST", "/api/auth/password", OpAuthPassword, true, "", true, "Change one's password (the current one is needed): every other session ends, and a new token comes back"},
 	{"DELETE", "/api/auth/me", OpAuthDelete, true, "", true, "Delete one's own account (its password needed): the email and password go, the rooms are left, every session ends; messages stay, under a neutral name"},
