@@ -17,6 +17,8 @@ import (
 	"time"
 
 	mt "github.com/themesh/mesh/internal/meshtest"
+	"github.com/themesh/mesh/internal/testmongo"
+	"github.com/themesh/mesh/internal/testredis"
 )
 
 // testFiles: uploads are sniffed, named safely, limited, and served only to those who may
@@ -387,5 +389,50 @@ func TestSlowUploads(t *testing.T) {
 	answer, _ := io.ReadAll(conn)
 	if strings.HasPrefix(string(answer), "HTTP/1.1 2") || strings.HasPrefix(string(answer), "HTTP/1.1 4") && !strings.HasPrefix(string(answer), "HTTP/1.1 408") {
 		t.Fatalf("a request slower than MESH_HTTP_TIMEOUT was answered: %.200s", answer)
+	}
+}
+
+// A gateway whose files live in GridFS starts while MongoDB is away, says it is not ready,
+// and becomes ready once MongoDB answers: it does not crash-loop behind its database.
+func TestGatewayStartsWithoutMongo(t *testing.T) {
+	mongo := testmongo.Start(t)
+	if err := mongo.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := startMeshd(t, "gateway", map[string]string{
+		"REDIS_URL": "redis://" + testredis.Shared(t).Addr(), "MESH_REDIS_PREFIX": testredis.Prefix(t),
+		"MESH_JWT_SECRET": strings.Repeat("s", 40), "MESH_ADDR": addr,
+		"MONGODB_URI": mongo.URI() + mongo.DB(t) + "?serverSelectionTimeoutMS=500",
+	})
+	base := "http://" + addr
+	status := func(path string) int {
+		r, err := (&http.Client{Timeout: 3 * time.Second}).Get(base + path)
+		if err != nil {
+			return 0
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	for deadline := time.Now().Add(15 * time.Second); status("/healthz") != 200; time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-p.done:
+			t.Fatalf("the gateway exited without MongoDB: %v\n%s", p.err, p.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not start without MongoDB")
+		}
+	}
+	if s := status("/readyz"); s != 503 {
+		t.Fatalf("/readyz without MongoDB: %d", s)
+	}
+	if err := mongo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); status("/readyz") != 200; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not become ready once MongoDB answered")
+		}
 	}
 }

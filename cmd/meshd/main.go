@@ -131,7 +131,7 @@ func run(ctx context.Context, role string, cfg config, log *slog.Logger) error {
 	}
 	var blobs blob.Store
 	if services["api"] || services["gateway"] {
-		if blobs, err = openBlobs(ctx, cfg); err != nil {
+		if blobs, err = openBlobs(ctx, cfg, services["api"]); err != nil {
 			return err
 		}
 		defer blobs.Close()
@@ -317,7 +317,17 @@ func openStore(ctx context.Context, cfg config) (store.Store, error) {
 // the same folder for every gateway and API worker: one machine, or a shared volume); else
 // GridFS in the MongoDB of MONGODB_URI, which every node reaches; else a folder beside the
 // SQLite file (mesh.sqlite's files go in mesh-files/).
-func openBlobs(ctx context.Context, cfg config) (blob.Store, error) {
+//
+// A gateway alone does not wait for MongoDB (its /readyz says when files are reachable); an
+// API worker does, as it does for its store.
+func openBlobs(ctx context.Context, cfg config, wait bool) (blob.Store, error) {
+	if cfg.FilesDir == "" && cfg.MongoURI != "" && !wait {
+		bs, err := gridfs.Connect(cfg.MongoURI)
+		if err != nil {
+			return nil, fmt.Errorf("MONGODB_URI (files): %w", err)
+		}
+		return bs, nil
+	}
 	if cfg.FilesDir == "" && cfg.MongoURI != "" {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

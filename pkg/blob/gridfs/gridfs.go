@@ -130,6 +130,25 @@ type entry struct {
 // none). It checks that the server answers and makes the indexes. Writes are acknowledged by
 // a majority unless the URI asks otherwise (w=...). Close disconnects.
 func Open(ctx context.Context, uri string) (*Store, error) {
+	s, err := Connect(uri)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("gridfs: open: %w", err)
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("gridfs: open: %w", err)
+	}
+	return s, nil
+}
+
+// Connect is Open without waiting for the server: nothing is checked until the first
+// operation (Ping says when the server answers), and the indexes are made by the first Put.
+// A process that only streams files (a gateway) can so start while MongoDB is away.
+func Connect(uri string) (*Store, error) {
 	dbName, err := database(uri)
 	if err != nil {
 		return nil, fmt.Errorf("gridfs: open: %w", err)
@@ -147,14 +166,6 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 	}
 	s := New(client.Database(dbName))
 	s.client = client
-	if err := s.Ping(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("gridfs: open: %w", err)
-	}
-	if err := s.ensureIndexes(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("gridfs: open: %w", err)
-	}
 	return s, nil
 }
 
