@@ -280,6 +280,12 @@ func (g *Gateway) download(r mesh.Route) fiber.Handler {
 		c.Set(fiber.HeaderContentDisposition, mime.FormatMediaType(disposition, map[string]string{"filename": f.Name}))
 		c.Set(fiber.HeaderContentType, f.ContentType)
 		c.Set(fiber.HeaderAcceptRanges, "bytes")
+		if c.Method() == fiber.MethodHead {
+			rc.Close()
+			c.Response().SkipBody = true
+			c.Response().Header.SetContentLength(int(size))
+			return nil
+		}
 		// One range (what players and resumed downloads ask for), unless If-Range names
 		// other bytes than these; several ranges get the whole file.
 		if h := c.Get(fiber.HeaderRange); h != "" && size > 0 && (c.Get(fiber.HeaderIfRange) == "" || c.Get(fiber.HeaderIfRange) == etag) {

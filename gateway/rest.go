@@ -84,6 +84,8 @@ func (g *Gateway) newApp() *fiber.App {
 			h = g.upload(r)
 		case mesh.OpFilesGet:
 			h = g.download(r)
+			// HEAD too: players and link previews ask for a file's size and type first.
+			app.Add(fiber.MethodHead, fiberPath(r.Path), h)
 		}
 		app.Add(r.Method, fiberPath(r.Path), h)
 	}

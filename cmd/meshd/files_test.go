@@ -179,6 +179,11 @@ func testFiles(t *testing.T, c *mt.Client, m *mesh, owner mt.User) {
 	if got := c.Do(t, "GET", "/api/files/"+bigID, alice.Token, nil); !bytes.Equal(got.Body, big) || got.Header.Get("Accept-Ranges") != "bytes" {
 		t.Fatalf("big download: %d, %d bytes", got.Status, len(got.Body))
 	}
+	// HEAD: the size and type, no bytes.
+	if h := c.Do(t, "HEAD", "/api/files/"+bigID, alice.Token, nil); h.Status != 200 || len(h.Body) != 0 ||
+		h.Header.Get("Content-Length") != fmt.Sprint(len(big)) || h.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("HEAD: %d %v, %d bytes", h.Status, h.Header, len(h.Body))
+	}
 	// Ranges: what players and resumed downloads ask for.
 	checkRanges(t, c, alice.Token, bigID, big)
 

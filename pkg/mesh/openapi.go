@@ -138,7 +138,7 @@ func OpenAPI() map[string]any {
 		switch {
 		case binaryOps[r.Op]:
 			responses[status] = map[string]any{
-				"description": "The file's bytes, with the sniffed Content-Type, Content-Length, an ETag (its SHA-256) and Content-Disposition (inline for images, audio, video, PDF and plain text; attachment otherwise, or with download=1). If-None-Match is honoured (304).",
+				"description": "The file's bytes, with the sniffed Content-Type, Content-Length, an ETag (its SHA-256) and Content-Disposition (inline for images, audio, video, PDF and plain text; attachment otherwise, or with download=1). If-None-Match is honoured (304). HEAD answers the same headers without the bytes.",
 				"content":     map[string]any{"*/*": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}}}
 			responses["304"] = map[string]any{"description": "Not modified (If-None-Match matched the ETag)"}
 			responses["206"] = map[string]any{"description": "One range of the bytes (Range: bytes=a-b, a-, or -n; Accept-Ranges: bytes; If-Range honoured), with Content-Range"}
