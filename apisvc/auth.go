@@ -387,13 +387,8 @@ func (s *Service) passwordChange(ctx context.Context, c *call) (any, error) {
 	if err := validPassword("newPassword", in.NewPassword); err != nil {
 		return nil, err
 	}
-	// Guessing the current password through this route counts as failed logins.
-	if over, retry := s.over(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now); over {
-		return nil, rateLimited(retry, "failed password checks for this account")
-	}
-	if len(c.actor.PasswordHash) == 0 || !auth.CheckPassword(c.actor.PasswordHash, in.CurrentPassword) {
-		s.take(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now)
-		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "the current password is wrong")
+	if err := s.checkOwnPassword(ctx, c, in.CurrentPassword); err != nil {
+		return nil, err
 	}
 	hash, err := auth.HashPassword(in.NewPassword, s.cfg.BcryptCost)
 	if err != nil {
@@ -441,12 +436,8 @@ func (s *Service) meDelete(ctx context.Context, c *call) (any, error) {
 	if err := decode(c, &in); err != nil {
 		return nil, err
 	}
-	if over, retry := s.over(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now); over {
-		return nil, rateLimited(retry, "failed password checks for this account")
-	}
-	if len(c.actor.PasswordHash) == 0 || !auth.CheckPassword(c.actor.PasswordHash, in.Password) {
-		s.take(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now)
-		return nil, mesh.Errorf(mesh.CodeInvalidCredentials, "the password is wrong")
+	if err := s.checkOwnPassword(ctx, c, in.Password); err != nil {
+		return nil, err
 	}
 	if c.actor.Role == mesh.RoleOwner {
 		n, err := s.store.CountByRole(ctx, mesh.RoleOwner)
@@ -486,4 +477,17 @@ func (s *Service) meDelete(ctx context.Context, c *call) (any, error) {
 // token it came with stays valid until it expires: its sockets go on.
 func (s *Service) refresh(ctx context.Context, c *call) (any, error) {
 	return s.issue(*c.actor, c.now)
+}
+
+// checkOwnPassword checks the actor's password before a change to its own account. Wrong
+// guesses count as failed logins of the account, and are refused past their limit.
+func (s *Service) checkOwnPassword(ctx context.Context, c *call, password string) error {
+	if over, retry := s.over(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now); over {
+		return rateLimited(retry, "failed password checks for this account")
+	}
+	if len(c.actor.PasswordHash) == 0 || !auth.CheckPassword(c.actor.PasswordHash, password) {
+		s.take(ctx, limitFailedLogins, c.actor.Email, s.cfg.FailedLoginsPerMinute, c.now)
+		return mesh.Errorf(mesh.CodeInvalidCredentials, "the password is wrong")
+	}
+	return nil
 }
