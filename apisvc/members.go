@@ -17,8 +17,18 @@ func (s *Service) participantsList(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	accs, err := s.store.ListParticipants(ctx, c.req.Query["cursor"], limit+1)
-	if err != nil {
+	var accs []store.Account
+	if q, ok := c.req.Query["q"]; ok {
+		// q: display names containing it, for finding someone (mentions, the directory).
+		text, err := text("q", q, true, mesh.MaxDisplayNameRunes)
+		if err != nil {
+			return nil, err
+		}
+		accs, err = s.store.FindParticipants(ctx, text, c.req.Query["cursor"], limit+1)
+		if err != nil {
+			return nil, err
+		}
+	} else if accs, err = s.store.ListParticipants(ctx, c.req.Query["cursor"], limit+1); err != nil {
 		return nil, err
 	}
 	out := list[mesh.Participant]{Items: []mesh.Participant{}}

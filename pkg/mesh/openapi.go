@@ -38,7 +38,7 @@ var opDocs = map[string]opDoc{
 	OpRolesUpdate:    {"RoleUpdate", "Role", nil},
 	OpRolesDelete:    {"", "", nil},
 	OpRoleAssign:     {"RoleAssign", "Participant", nil},
-	OpParticipants:   {"", "ParticipantList", []string{"limit", "cursor"}},
+	OpParticipants:   {"", "ParticipantList", []string{"q", "limit", "cursor"}},
 	OpBan:            {"", "Participant", nil},
 	OpUnban:          {"", "Participant", nil},
 	OpDeactivate:     {"", "Participant", nil},

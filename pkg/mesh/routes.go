@@ -105,7 +105,7 @@ var Routes = []Route{
 	{"PATCH", "/api/roles/{name}", OpRolesUpdate, true, "manage_roles", true, "Change a custom role's priority or permissions"},
 	{"DELETE", "/api/roles/{name}", OpRolesDelete, true, "manage_roles", true, "Delete a custom role nobody holds (built-in roles cannot be deleted)"},
 	{"PUT", "/api/participants/{participantId}/role", OpRoleAssign, true, "assign_roles", true, "Give a participant a role (the owner role needs manage_mesh)"},
-	{"GET", "/api/participants", OpParticipants, true, "view_members", false, "The mesh's participants (emails to manage_members holders)"},
+	{"GET", "/api/participants", OpParticipants, true, "view_members", false, "The mesh's participants, or those whose display name contains q (emails to manage_members holders)"},
 	{"POST", "/api/participants/{participantId}/ban", OpBan, true, "ban_members", true, "Ban a participant: no login, no connection, its sockets close"},
 	{"DELETE", "/api/participants/{participantId}/ban", OpUnban, true, "ban_members", true, "Lift a ban"},
 	{"POST", "/api/participants/{participantId}/deactivate", OpDeactivate, true, "manage_members", true, "Deactivate a participant's account"},

@@ -69,6 +69,12 @@ type Participants interface {
 	// ListParticipants lists accounts ordered by id, after the cursor after (an id; empty for
 	// the start), at most limit (0 means mesh.DefaultListLimit).
 	ListParticipants(ctx context.Context, after string, limit int) ([]Account, error)
+	// FindParticipants lists the accounts whose display name contains text (compared
+	// case-insensitively by simple Unicode case folding, literally: no pattern characters),
+	// ordered by id, after the cursor after, at most limit (0 means mesh.DefaultListLimit; no
+	// maximum is applied, so that a caller may ask for one more than a page). An empty text
+	// finds none; no match is an empty list, never nil.
+	FindParticipants(ctx context.Context, text, after string, limit int) ([]Account, error)
 	// UpdateParticipant returns the account as stored; CodeNotFound for an unknown id.
 	UpdateParticipant(ctx context.Context, id string, u ParticipantUpdate) (Account, error)
 }

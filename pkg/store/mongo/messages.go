@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -557,8 +556,8 @@ func (s *Store) ListMessages(ctx context.Context, q store.MessageQuery) ([]mesh.
 }
 
 // SearchMessages finds the messages of the given rooms whose content contains q.Text, newest
-// first; see store.Messages. The text is matched literally (quoted as a regular expression)
-// and case-insensitively. Before is a position in that order, (createdAt, _id) of the message
+// first; see store.Messages. The text is matched literally and case-insensitively (see
+// containsFold). Before is a position in that order, (createdAt, _id) of the message
 // Before: a cursor that names no message has nothing before it.
 //
 // A message is deleted when it has a deletion mark, even if a racing update has written its
@@ -588,9 +587,7 @@ func (s *Store) searchMessages(ctx context.Context, q store.SearchQuery) ([]mesh
 	filter := bson.D{
 		{Key: "room", Value: bson.D{{Key: "$in", Value: keys}}},
 		{Key: "deleted", Value: false},
-		{Key: "content", Value: bson.D{
-			{Key: "$regex", Value: regexp.QuoteMeta(q.Text)}, {Key: "$options", Value: "i"},
-		}},
+		{Key: "content", Value: containsFold(q.Text)},
 	}
 	var and bson.A
 	if q.Viewer == "" {

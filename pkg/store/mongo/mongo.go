@@ -59,6 +59,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,6 +378,16 @@ func listLimit(n int) int {
 	default:
 		return n
 	}
+}
+
+// containsFold is the filter on a string field that holds text, literally (quoted as a
+// regular expression: no pattern characters) and case-insensitively. SearchMessages and
+// FindParticipants both match with it, so that the two searches behave alike. FerretDB v1
+// runs it as a Go regexp with (?i): Unicode simple case folding, one character to one (é
+// finds É, ß finds ẞ, but ß never finds SS), as the sqlite store's containsFold compares.
+// The empty text matches every string.
+func containsFold(text string) bson.D {
+	return bson.D{{Key: "$regex", Value: regexp.QuoteMeta(text)}, {Key: "$options", Value: "i"}}
 }
 
 // findOne decodes the document of coll matching filter into v; found is false if none does.

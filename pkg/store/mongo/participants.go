@@ -287,3 +287,28 @@ func (s *Store) ListParticipants(ctx context.Context, after string, limit int) (
 	}
 	return out, nil
 }
+
+// FindParticipants lists the accounts whose display name contains text, by id after the
+// cursor, as ListParticipants pages. The text is matched as SearchMessages matches content
+// (containsFold). The _id index serves the order and the cursor; every document after the
+// cursor is looked at, as no index serves a "contains".
+func (s *Store) FindParticipants(ctx context.Context, text, after string, limit int) ([]store.Account, error) {
+	if text == "" {
+		return []store.Account{}, nil
+	}
+	if limit <= 0 {
+		limit = mesh.DefaultListLimit
+	}
+	docs, err := findAll[participantDoc](ctx, s.participants, bson.D{
+		{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}},
+		{Key: "displayName", Value: containsFold(text)},
+	}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, wrap("find participants", err)
+	}
+	out := make([]store.Account, len(docs))
+	for i := range docs {
+		out[i] = docs[i].account()
+	}
+	return out, nil
+}

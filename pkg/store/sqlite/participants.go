@@ -199,3 +199,31 @@ func (s *Store) ListParticipants(ctx context.Context, after string, limit int) (
 	}
 	return out, wrap("list participants", rows.Err())
 }
+
+// FindParticipants lists the accounts whose display name contains text, by id after the
+// cursor, as ListParticipants pages. The text is matched as SearchMessages matches content:
+// literally and with Unicode simple case folding (containsFold). Every row after the cursor
+// is looked at: display names have no index that could serve a "contains".
+func (s *Store) FindParticipants(ctx context.Context, text, after string, limit int) ([]store.Account, error) {
+	if text == "" {
+		return []store.Account{}, nil
+	}
+	if limit <= 0 {
+		limit = mesh.DefaultListLimit
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+participantCols+` FROM participants
+		WHERE id > ? AND `+containsFoldFunc+`(display_name, ?) ORDER BY id LIMIT ?`, after, text, limit)
+	if err != nil {
+		return nil, wrap("find participants", err)
+	}
+	defer rows.Close()
+	out := []store.Account{}
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, wrap("find participants", err)
+		}
+		out = append(out, a)
+	}
+	return out, wrap("find participants", rows.Err())
+}

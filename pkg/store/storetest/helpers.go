@@ -302,3 +302,34 @@ func concurrently(n int, fn func(i int)) {
 	close(start)
 	wg.Wait()
 }
+
+// textCase is a text both searches (SearchMessages in contents, FindParticipants in display
+// names) are given, and the strings of searchTexts it must find there.
+type textCase struct {
+	text string
+	want []string
+}
+
+// searchTexts and searchTextCases are the rule the two searches share, so that they behave
+// alike: the text is literal (no wildcard or pattern character of LIKE, GLOB or regular
+// expressions means anything), and case folds beyond ASCII, one character to one (Unicode
+// simple case folding: ß finds ẞ, but not SS). Each pattern case would find more strings (or
+// fail) were its text taken as a pattern.
+var (
+	searchTexts = []string{"50% off", "500 off", "a_b", "axb", "(x)", "x", `back\slash`, "bs", ".*",
+		"x[1]", "x1", "ÉTÉ à Paris", "élodie", "Straße", "STRAẞE", "Strasse"}
+	searchTextCases = []textCase{
+		{"50%", []string{"50% off"}},
+		{"a_b", []string{"a_b"}},
+		{"(x)", []string{"(x)"}},
+		{`\`, []string{`back\slash`}},
+		{".*", []string{".*"}},
+		{"[1]", []string{"x[1]"}},
+		{"[", []string{"x[1]"}},
+		{"été", []string{"ÉTÉ à Paris"}},
+		{"À PARIS", []string{"ÉTÉ à Paris"}},
+		{"ÉLODIE", []string{"élodie"}},
+		{"straße", []string{"Straße", "STRAẞE"}},
+		{"STRASSE", []string{"Strasse"}},
+	}
+)

@@ -37,6 +37,11 @@ var participantTests = []test{
 	{name: "ConcurrentFirstBecomesOwner", fresh: onFreshStores(participantConcurrentFirstBecomesOwner)},
 	{name: "ConcurrentOnlyFirst", fresh: onFreshStores(participantConcurrentOnlyFirst)},
 	{name: "ConcurrentSameEmail", fn: participantConcurrentSameEmail},
+	{name: "FindText", fn: participantFindText},
+	{name: "FindEveryAccount", fn: participantFindEveryAccount},
+	{name: "FindNothing", fn: participantFindNothing},
+	{name: "FindPages", fn: participantFindPages},
+	{name: "FindLimit", fn: participantFindLimit},
 }
 
 func participantCreateAndRead(t *testing.T, s store.Store) {
@@ -775,5 +780,195 @@ func participantList(t *testing.T, s store.Store) {
 	}
 	if all, err := s.ListParticipants(ctx, "", 0); err != nil || len(all) != 5 || all[0].Email != "p1@example.com" {
 		t.Fatalf("ListParticipants with the default limit = %d, %v", len(all), err)
+	}
+}
+
+// findParticipants calls FindParticipants, and checks what every answer must be: a slice
+// (never nil, as ListParticipants answers), in id order, after the cursor, within the limit.
+func findParticipants(t *testing.T, s store.Store, text, after string, limit int) []store.Account {
+	t.Helper()
+	accs, err := s.FindParticipants(t.Context(), text, after, limit)
+	if err != nil {
+		t.Fatalf("FindParticipants(%q, %q, %d): %v", text, after, limit, err)
+	}
+	if accs == nil {
+		t.Errorf("FindParticipants(%q, %q, %d) = nil, want a slice", text, after, limit)
+	}
+	most := limit
+	if most <= 0 {
+		most = mesh.DefaultListLimit
+	}
+	if len(accs) > most {
+		t.Errorf("FindParticipants(%q, %q, %d) = %d accounts, want at most %d", text, after, limit, len(accs), most)
+	}
+	prev := after
+	for _, a := range accs {
+		if a.ID <= prev {
+			t.Errorf("FindParticipants(%q, %q, %d) = %v, want ids in order after %q",
+				text, after, limit, accountIDs(accs), after)
+			break
+		}
+		prev = a.ID
+	}
+	return accs
+}
+
+func accountIDs(accs []store.Account) []string {
+	out := make([]string, len(accs))
+	for i, a := range accs {
+		out[i] = a.ID
+	}
+	return out
+}
+
+// FindParticipants matches display names as SearchMessages matches contents: literally, and
+// case-insensitively beyond ASCII (searchTextCases). The accounts are created out of id order,
+// and are found in id order.
+func participantFindText(t *testing.T, s store.Store) {
+	names := map[string]string{} // id to display name
+	for i, name := range searchTexts {
+		names[fmt.Sprintf("f%02d", i)] = name
+	}
+	for i := range searchTexts {
+		id := fmt.Sprintf("f%02d", len(searchTexts)-1-i)
+		a := account(id, id+"@example.com")
+		a.DisplayName = names[id]
+		createParticipant(t, s, a, store.AnyOrder)
+	}
+	for _, tc := range searchTextCases {
+		want := []string{}
+		for i, name := range searchTexts {
+			if slices.Contains(tc.want, name) {
+				want = append(want, fmt.Sprintf("f%02d", i))
+			}
+		}
+		got := findParticipants(t, s, tc.text, "", 0)
+		wantEqual(t, fmt.Sprintf("FindParticipants(%q)", tc.text), accountIDs(got), want)
+	}
+	// The text is found anywhere in the name: at its start, inside it, at its end, or whole.
+	for text, want := range map[string][]string{
+		"50": {"f00", "f01"}, "0 O": {"f01"}, "OFF": {"f00", "f01"}, "50% off": {"f00"},
+		"SLASH": {"f06"}, "1]": {"f09"}, "ß": {"f13", "f14"},
+	} {
+		wantEqual(t, fmt.Sprintf("FindParticipants(%q)", text), accountIDs(findParticipants(t, s, text, "", 0)), want)
+	}
+}
+
+// FindParticipants finds every kind of account, whole: banned and deactivated ones (the caller
+// filters), and bots without an email. It looks at display names only (not at emails), and at
+// the names as they are now.
+func participantFindEveryAccount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	human := account("p1", "ada@example.com")
+	human.DisplayName = "Ada Lovelace"
+	banned := account("p2", "lady@example.com")
+	banned.DisplayName, banned.Banned = "lady ADA", true
+	bot := account("p3", "")
+	bot.DisplayName, bot.IsAgent, bot.Role = "ADAbot", true, mesh.RoleAgent
+	bot.OwnerID, bot.DID, bot.Status = ptr("p1"), ptr("did:key:z6MkBot"), mesh.StatusOnline
+	gone := account("p4", "gone@example.com")
+	gone.DisplayName, gone.Deactivated, gone.TokenGen = "Nada", true, 3
+	other := account("p5", "ada.fan@example.com")
+	other.DisplayName = "Grace Hopper"
+	for _, a := range []store.Account{gone, other, bot, human, banned} {
+		createParticipant(t, s, a, store.AnyOrder)
+	}
+	got := findParticipants(t, s, "ada", "", 0)
+	want := []store.Account{human, banned, bot, gone}
+	if len(got) != len(want) {
+		t.Fatalf("FindParticipants(ada) = %v, want %v", accountIDs(got), accountIDs(want))
+	}
+	for i := range want {
+		checkAccount(t, "FindParticipants(ada): "+want[i].ID, got[i], want[i])
+	}
+	wantEqual(t, "FindParticipants(example) (emails are not searched)",
+		accountIDs(findParticipants(t, s, "example", "", 0)), []string{})
+
+	if _, err := s.UpdateParticipant(ctx, "p5", store.ParticipantUpdate{DisplayName: ptr("Grace Adams")}); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, "FindParticipants(ada) after a rename",
+		accountIDs(findParticipants(t, s, "ada", "", 0)), []string{"p1", "p2", "p3", "p4", "p5"})
+	wantEqual(t, "FindParticipants(hopper) after a rename",
+		accountIDs(findParticipants(t, s, "hopper", "", 0)), []string{})
+}
+
+// An empty text finds none (though every name contains it), and so does a text no name
+// contains: an empty slice.
+func participantFindNothing(t *testing.T, s store.Store) {
+	wantEqual(t, "FindParticipants on no accounts", accountIDs(findParticipants(t, s, "ada", "", 0)), []string{})
+	for _, id := range []string{"p1", "p2", "p3"} {
+		createParticipant(t, s, account(id, id+"@example.com"), store.AnyOrder) // "Name of p1", ...
+	}
+	for _, tc := range []struct{ text, after string }{
+		{"", ""}, {"", "p1"}, {"nobody", ""}, {"name of p4", ""}, {"of p", "p3"}, {"of p", "q"},
+	} {
+		wantEqual(t, fmt.Sprintf("FindParticipants(%q, after %q)", tc.text, tc.after),
+			accountIDs(findParticipants(t, s, tc.text, tc.after, 0)), []string{})
+	}
+	wantEqual(t, "FindParticipants(of p)", accountIDs(findParticipants(t, s, "of p", "", 0)),
+		[]string{"p1", "p2", "p3"})
+}
+
+// Paging with after (the last id of the previous page) covers every match once, in id order;
+// the cursor is a position, which need not be a match, nor an account.
+func participantFindPages(t *testing.T, s store.Store) {
+	others := []string{"p0", "p4", "p6", "p7"}
+	for _, id := range []string{"p7", "p2", "p9", "p4", "p1", "p8", "p5", "p3", "p6", "p0"} {
+		a := account(id, id+"@example.com")
+		if !slices.Contains(others, id) {
+			a.DisplayName = "Match " + id
+		}
+		createParticipant(t, s, a, store.AnyOrder)
+	}
+	want := []string{"p1", "p2", "p3", "p5", "p8", "p9"}
+	for _, limit := range []int{1, 2, 3, 6, 7} {
+		var got []string
+		after := ""
+		for range 10 {
+			page := findParticipants(t, s, "MATCH", after, limit)
+			got = append(got, accountIDs(page)...)
+			if len(page) < limit {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		wantEqual(t, fmt.Sprintf("pages of %d", limit), got, want)
+	}
+	for after, want := range map[string][]string{
+		"p5":  {"p8", "p9"}, // p6 and p7 do not match
+		"p6":  {"p8", "p9"}, // a cursor that is no match
+		"p":   {"p1", "p2", "p3", "p5", "p8", "p9"},
+		"p4x": {"p5", "p8", "p9"}, // a cursor that is no account
+		"p9":  {},
+	} {
+		wantEqual(t, fmt.Sprintf("FindParticipants(match, after %q)", after),
+			accountIDs(findParticipants(t, s, "match", after, 0)), want)
+	}
+}
+
+// Limit 0 is mesh.DefaultListLimit. Like ListParticipants, FindParticipants applies no
+// maximum: a caller may ask for one more than its largest page, to learn whether another page
+// follows.
+func participantFindLimit(t *testing.T, s store.Store) {
+	const n = mesh.MaxListLimit + 2
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("p%04d", i)
+		a := account(want[i], "")
+		a.DisplayName = "Bot " + want[i]
+		createParticipant(t, s, a, store.AnyOrder)
+		if i%50 == 0 {
+			a := account(fmt.Sprintf("p%04dx", i), "")
+			a.DisplayName = "someone else"
+			createParticipant(t, s, a, store.AnyOrder)
+		}
+	}
+	for _, tc := range []struct{ limit, want int }{
+		{0, mesh.DefaultListLimit}, {1, 1}, {mesh.DefaultListLimit + 1, mesh.DefaultListLimit + 1},
+		{mesh.MaxListLimit + 1, mesh.MaxListLimit + 1}, {n + 10, n},
+	} {
+		got := findParticipants(t, s, "bot", "", tc.limit)
+		wantEqual(t, fmt.Sprintf("FindParticipants(bot, limit %d)", tc.limit), accountIDs(got), want[:tc.want])
 	}
 }
