@@ -20,7 +20,7 @@ func (s *Service) participantsList(ctx context.Context, c *call) (any, error) {
 	var accs []store.Account
 	if q, ok := c.req.Query["q"]; ok {
 		// q: display names containing it, for finding someone (mentions, the directory).
-		text, err := text("q", q, true, mesh.MaxDisplayNameRunes)
+		text, err := textParam("q", q, mesh.MaxDisplayNameRunes)
 		if err != nil {
 			return nil, err
 		}

@@ -34,7 +34,14 @@ func (s *Service) roomsList(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rooms, err := s.store.ListRooms(ctx, store.RoomQuery{Viewer: c.actor.ID, After: c.req.Query["cursor"], Limit: limit + 1})
+	q := store.RoomQuery{Viewer: c.actor.ID, After: c.req.Query["cursor"], Limit: limit + 1, MemberOnly: c.req.Query["member"] == "true"}
+	if text, ok := c.req.Query["q"]; ok {
+		// q: rooms whose name or topic contains it (a room directory).
+		if q.Text, err = textParam("q", text, mesh.MaxRoomNameRunes); err != nil {
+			return nil, err
+		}
+	}
+	rooms, err := s.store.ListRooms(ctx, q)
 	if err != nil {
 		return nil, err
 	}

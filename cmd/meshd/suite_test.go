@@ -53,6 +53,7 @@ func runSuite(t *testing.T, m *mesh) {
 	t.Run("read marks", func(t *testing.T) { testReadMarks(t, c, m) })
 	t.Run("threads", func(t *testing.T) { testThreads(t, c) })
 	t.Run("find participants", func(t *testing.T) { testFindParticipants(t, c) })
+	t.Run("room directory", func(t *testing.T) { testRoomDirectory(t, c) })
 	t.Run("seq under concurrency", func(t *testing.T) { testConcurrentSeq(t, c, m) })
 	t.Run("operations", func(t *testing.T) {
 		// After all those requests of every method, the metrics still export.

@@ -63,7 +63,7 @@ var opDocs = map[string]opDoc{
 	OpFeedPost:       {"FeedEventCreate", "Message", nil},
 	OpReadMark:       {"ReadMarkRequest", "ReadMark", nil},
 	OpThreadsList:    {"", "ThreadList", []string{"cursor", "limit"}},
-	OpRoomsList:      {"", "RoomList", []string{"limit", "cursor"}},
+	OpRoomsList:      {"", "RoomList", []string{"q", "member", "limit", "cursor"}},
 	OpRoomsCreate:    {"RoomCreate", "Room", nil},
 	OpRoomsGet:       {"", "Room", nil},
 	OpRoomsUpdate:    {"RoomUpdate", "Room", nil},

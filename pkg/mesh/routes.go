@@ -117,7 +117,7 @@ var Routes = []Route{
 	{"GET", "/api/search", OpSearch, true, "view_rooms", false, "Find messages (q) in the rooms one may see, newest first"},
 	{"GET", "/api/audit", OpAuditList, true, "view_audit_log", false, "The audit log, newest first: who did what, for whom, with what result"},
 	{"PATCH", "/api/settings", OpSettingsUpdate, true, "manage_settings", true, "Change the mesh's name, whether registration is open, the default role"},
-	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see"},
+	{"GET", "/api/rooms", OpRoomsList, true, "view_rooms", false, "Rooms the caller may see (q: whose name or topic contains it; member=true: only those it is in)"},
 	{"POST", "/api/rooms", OpRoomsCreate, true, "create_rooms", true, "Create a room (private rooms need create_private_rooms)"},
 	{"GET", "/api/rooms/{roomId}", OpRoomsGet, true, "view_rooms", false, "A room"},
 	{"PATCH", "/api/rooms/{roomId}", OpRoomsUpdate, true, "edit_rooms", true, "Rename a room or change its topic (archiving needs archive_rooms)"},

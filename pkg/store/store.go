@@ -99,6 +99,9 @@ type RoomQuery struct {
 	Limit  int
 	// MemberOnly keeps only rooms the viewer is a member of.
 	MemberOnly bool
+	// Text, when set, keeps only rooms whose name or topic contains it (compared as
+	// FindParticipants compares display names: simple case folding, literally).
+	Text string
 }
 
 // RoomUpdate changes the fields that are not nil.

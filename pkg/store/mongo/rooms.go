@@ -144,7 +144,8 @@ func (s *Store) Access(ctx context.Context, roomID, participantID string) (store
 }
 
 // ListRooms returns the rooms q.Viewer may see; see store.RoomQuery. It reads the viewer's
-// memberships, then the page of rooms, then their member counts (one aggregation).
+// memberships, then the page of rooms, then their member counts (one aggregation). Text is
+// matched in name and topic as FindParticipants matches display names (containsFold).
 func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, error) {
 	ms, err := findAll[membershipDoc](ctx, s.memberships, bson.D{{Key: "p", Value: q.Viewer}},
 		options.Find().SetProjection(bson.D{{Key: "room", Value: 1}}))
@@ -164,6 +165,13 @@ func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, 
 		filter = append(filter, member...)
 	} else {
 		filter = append(filter, bson.E{Key: "$or", Value: bson.A{bson.D{{Key: "private", Value: false}}, member}})
+	}
+	if q.Text != "" {
+		// A second $or, beside the visibility one: the two are joined with $and.
+		filter = bson.D{{Key: "$and", Value: bson.A{filter, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "name", Value: containsFold(q.Text)}},
+			bson.D{{Key: "topic", Value: containsFold(q.Text)}},
+		}}}}}}
 	}
 	limit := q.Limit
 	if limit <= 0 {

@@ -104,16 +104,23 @@ func (s *Store) Room(ctx context.Context, id string) (mesh.Room, error) {
 	return r, wrap("room", err)
 }
 
-// ListRooms returns the rooms q.Viewer may see; see store.RoomQuery.
+// ListRooms returns the rooms q.Viewer may see; see store.RoomQuery. Text is matched in name
+// and topic as FindParticipants matches display names (containsFold).
 func (s *Store) ListRooms(ctx context.Context, q store.RoomQuery) ([]mesh.Room, error) {
 	const member = `EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.participant_id = ?)`
 	visible := `(r.private = 0 OR ` + member + `)`
 	if q.MemberOnly {
 		visible = member
 	}
+	args := []any{q.After, q.Viewer}
+	if q.Text != "" {
+		visible += ` AND (` + containsFoldFunc + `(r.name, ?) OR ` + containsFoldFunc + `(r.topic, ?))`
+		args = append(args, q.Text, q.Text)
+	}
+	args = append(args, roomLimit(q.Limit))
 	rows, err := s.r.QueryContext(ctx, `SELECT `+roomCols+` FROM rooms r
 		WHERE r.id > ? AND `+visible+`
-		ORDER BY r.id LIMIT ?`, q.After, q.Viewer, roomLimit(q.Limit))
+		ORDER BY r.id LIMIT ?`, args...)
 	if err != nil {
 		return nil, wrap("list rooms", err)
 	}

@@ -20,6 +20,9 @@ var roomTests = []test{
 	{name: "ListMemberOnly", fn: roomListMemberOnly},
 	{name: "ListCursor", fn: roomListCursor},
 	{name: "ListLimit", fn: roomListLimit},
+	{name: "ListText", fn: roomListText},
+	{name: "ListTextVisibility", fn: roomListTextVisibility},
+	{name: "ListTextPages", fn: roomListTextPages},
 	{name: "DeleteCascades", fn: roomDeleteCascades},
 }
 
@@ -313,6 +316,115 @@ func roomListLimit(t *testing.T, s store.Store) {
 		got := roomIDs(listRooms(t, s, store.RoomQuery{Viewer: "b", Limit: tc.limit}))
 		wantEqual(t, fmt.Sprintf("ListRooms(limit %d)", tc.limit), got, want[:tc.want])
 	}
+}
+
+// Text matches room names and topics as FindParticipants matches display names: literally,
+// and case-insensitively beyond ASCII (searchTextCases). Each text of searchTexts is the name
+// of one room (n..) and the topic of another (t..); the other field matches no case.
+func roomListText(t *testing.T, s store.Store) {
+	for i, text := range searchTexts {
+		for _, r := range []mesh.Room{
+			{ID: fmt.Sprintf("n%02d", i), Name: text, Topic: "-"},
+			{ID: fmt.Sprintf("t%02d", i), Name: "-", Topic: text},
+		} {
+			r.CreatedBy, r.CreatedAt = "a", mesh.Now()
+			if _, err := s.CreateRoom(t.Context(), r); err != nil {
+				t.Fatalf("CreateRoom(%s): %v", r.ID, err)
+			}
+		}
+	}
+	all := roomIDs(listRooms(t, s, store.RoomQuery{Viewer: "a", Limit: 100}))
+	if len(all) != 2*len(searchTexts) {
+		t.Fatalf("ListRooms(no text) = %v, want all %d rooms", all, 2*len(searchTexts))
+	}
+	for _, tc := range searchTextCases {
+		want := []string{}
+		for _, prefix := range []string{"n", "t"} {
+			for i, text := range searchTexts {
+				if slices.Contains(tc.want, text) {
+					want = append(want, fmt.Sprintf("%s%02d", prefix, i))
+				}
+			}
+		}
+		got := listRooms(t, s, store.RoomQuery{Viewer: "a", Text: tc.text, Limit: 100})
+		wantEqual(t, fmt.Sprintf("ListRooms(text %q)", tc.text), roomIDs(got), want)
+	}
+	// A room is listed once when both its name and its topic match.
+	r, err := s.UpdateRoom(t.Context(), "n05", store.RoomUpdate{Topic: ptr("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listRooms(t, s, store.RoomQuery{Viewer: "a", Text: "X", Limit: 100})
+	wantEqual(t, `ListRooms(text "X")`, roomIDs(got),
+		[]string{"n03", "n04", "n05", "n09", "n10", "t03", "t04", "t05", "t09", "t10"})
+	if i := slices.Index(roomIDs(got), "n05"); i >= 0 {
+		checkRoom(t, `ListRooms(text "X")`, got[i], r)
+	}
+}
+
+// Text narrows what the viewer may see, never widens it: a private room that matches is
+// found only by its members; MemberOnly still keeps only the viewer's rooms.
+func roomListTextVisibility(t *testing.T, s store.Store) {
+	visibilityFixture(t, s) // names "Room r1".., topics "topic of r1"..
+	for _, tc := range []struct {
+		viewer, text string
+		memberOnly   bool
+		want         []string
+	}{
+		{"a", "", false, []string{"r1", "r2", "r4"}},
+		{"b", "ROOM", false, []string{"r1", "r2", "r3", "r4"}},
+		{"c", "room", false, []string{"r1", "r4"}},
+		{"a", "OF R3", false, []string{}},
+		{"b", "OF R3", false, []string{"r3"}},
+		{"c", "r2", false, []string{}},
+		{"b", "r2", false, []string{"r2"}},
+		{"", "R4", false, []string{"r4"}},
+		{"a", "nothing", false, []string{}},
+		{"b", "room", true, []string{"r2", "r3", "r4"}},
+		{"a", "r4", true, []string{}},
+		{"a", "r2", true, []string{"r2"}},
+		{"c", "room", true, []string{}},
+	} {
+		got := listRooms(t, s, store.RoomQuery{Viewer: tc.viewer, Text: tc.text, MemberOnly: tc.memberOnly})
+		wantEqual(t, fmt.Sprintf("ListRooms(viewer %q, text %q, member only %v)", tc.viewer, tc.text, tc.memberOnly),
+			roomIDs(got), tc.want)
+		for _, r := range got {
+			if r.MemberCount == 0 {
+				t.Errorf("ListRooms(viewer %q, text %q): room %s without its member count", tc.viewer, tc.text, r.ID)
+			}
+		}
+	}
+}
+
+// Pages of a Text search count only the rooms that match and that the viewer may see.
+func roomListTextPages(t *testing.T, s store.Store) {
+	for i, name := range []string{"Go", "Rust", "go fast", "Zig", "GOPHERS", "ergo", "C"} {
+		id := fmt.Sprintf("r%d", i+1)
+		createRoom(t, s, id, "a", false)
+		if _, err := s.UpdateRoom(t.Context(), id, store.RoomUpdate{Name: &name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createRoom(t, s, "r35", "b", true) // matches, but a may not see it
+	if _, err := s.UpdateRoom(t.Context(), "r35", store.RoomUpdate{Name: ptr("go private")}); err != nil {
+		t.Fatal(err)
+	}
+	var pages [][]string
+	after := ""
+	for range 10 {
+		page := roomIDs(listRooms(t, s, store.RoomQuery{Viewer: "a", Text: "gO", After: after, Limit: 2}))
+		if len(page) == 0 {
+			break
+		}
+		pages = append(pages, page)
+		after = page[len(page)-1]
+	}
+	wantEqual(t, `pages of 2 (text "gO")`, pages, [][]string{{"r1", "r3"}, {"r5", "r6"}})
+	wantEqual(t, `ListRooms(b, text "go", after r3)`,
+		roomIDs(listRooms(t, s, store.RoomQuery{Viewer: "b", Text: "go", After: "r3"})), []string{"r35", "r5", "r6"})
+	wantEqual(t, `ListRooms(b, text "go", member only, after r1, limit 1)`,
+		roomIDs(listRooms(t, s, store.RoomQuery{Viewer: "b", Text: "go", MemberOnly: true, After: "r1", Limit: 1})),
+		[]string{"r35"})
 }
 
 func roomDeleteCascades(t *testing.T, s store.Store) {
