@@ -13,7 +13,6 @@ import (
 
 	"github.com/themesh/mesh/pkg/blob"
 	"github.com/themesh/mesh/pkg/mesh"
-	"github.com/themesh/mesh/pkg/rbac"
 	"github.com/themesh/mesh/pkg/store"
 )
 
@@ -161,9 +160,9 @@ func (s *Service) filesGet(ctx context.Context, c *call) (any, error) {
 	return s.visibleFile(ctx, c)
 }
 
-// filesDelete deletes a file that is not attached yet: its uploader's, or anyone's with
-// manage_messages and a higher role than the uploader's. An attached file goes with its
-// message.
+// filesDelete deletes a file that is not attached yet, which only its uploader sees (see
+// visibleFile). An attached file goes with its message (whose deletion others may do with
+// manage_messages).
 func (s *Service) filesDelete(ctx context.Context, c *call) (any, error) {
 	f, err := s.visibleFile(ctx, c)
 	if err != nil {
@@ -172,29 +171,11 @@ func (s *Service) filesDelete(ctx context.Context, c *call) (any, error) {
 	if f.MessageID != nil {
 		return nil, mesh.Errorf(mesh.CodeConflict, "the file is attached to a message: delete the message")
 	}
-	if f.UploaderID != c.actor.ID {
-		// Only the uploader sees an unattached file, so this is not reached today; the rule
-		// stands for when moderators list others' uploads.
-		if !s.allowed(ctx, c.actor, rbac.ManageMessages) {
-			return nil, mesh.Errorf(mesh.CodeForbidden, "only the uploader may delete this file")
-		}
-		up, err := s.store.ParticipantByID(ctx, f.UploaderID)
-		if err == nil && !rbac.Outranks(s.resolver(ctx), c.actor.Role, up.Role) {
-			return nil, mesh.Errorf(mesh.CodeForbidden, "you need a higher role than the uploader's")
-		}
-	}
 	return nil, s.deleteFiles(ctx, []mesh.File{f})
 }
 
 func (s *Service) filesList(ctx context.Context, c *call) (any, error) {
-	room, err := roomParam(c)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := s.visibleRoom(ctx, c, room); err != nil {
-		return nil, err
-	}
-	limit, err := listLimit(c)
+	room, limit, err := s.roomPage(ctx, c)
 	if err != nil {
 		return nil, err
 	}

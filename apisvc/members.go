@@ -20,11 +20,11 @@ func (s *Service) participantsList(ctx context.Context, c *call) (any, error) {
 	var accs []store.Account
 	if q, ok := c.req.Query["q"]; ok {
 		// q: display names containing it, for finding someone (mentions, the directory).
-		text, err := textParam("q", q, mesh.MaxDisplayNameRunes)
+		name, err := text("q", q, true, mesh.MaxDisplayNameRunes)
 		if err != nil {
 			return nil, err
 		}
-		accs, err = s.store.FindParticipants(ctx, text, c.req.Query["cursor"], limit+1)
+		accs, err = s.store.FindParticipants(ctx, name, c.req.Query["cursor"], limit+1)
 		if err != nil {
 			return nil, err
 		}

@@ -29,15 +29,30 @@ func (s *Service) visibleRoom(ctx context.Context, c *call, id string) (mesh.Roo
 
 func roomParam(c *call) (string, error) { return param(c, "roomId") }
 
+// roomPage reads what a list of a room's things starts with: the room (one the actor may
+// see) and the page's limit.
+func (s *Service) roomPage(ctx context.Context, c *call) (room string, limit int, err error) {
+	if room, err = roomParam(c); err != nil {
+		return "", 0, err
+	}
+	if _, _, err = s.visibleRoom(ctx, c, room); err != nil {
+		return "", 0, err
+	}
+	if limit, err = listLimit(c); err != nil {
+		return "", 0, err
+	}
+	return room, limit, nil
+}
+
 func (s *Service) roomsList(ctx context.Context, c *call) (any, error) {
 	limit, err := listLimit(c)
 	if err != nil {
 		return nil, err
 	}
 	q := store.RoomQuery{Viewer: c.actor.ID, After: c.req.Query["cursor"], Limit: limit + 1, MemberOnly: c.req.Query["member"] == "true"}
-	if text, ok := c.req.Query["q"]; ok {
+	if v, ok := c.req.Query["q"]; ok {
 		// q: rooms whose name or topic contains it (a room directory).
-		if q.Text, err = textParam("q", text, mesh.MaxRoomNameRunes); err != nil {
+		if q.Text, err = text("q", v, true, mesh.MaxRoomNameRunes); err != nil {
 			return nil, err
 		}
 	}
@@ -235,14 +250,7 @@ func (s *Service) roomsLeave(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Service) roomsMembers(ctx context.Context, c *call) (any, error) {
-	id, err := roomParam(c)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := s.visibleRoom(ctx, c, id); err != nil {
-		return nil, err
-	}
-	limit, err := listLimit(c)
+	id, limit, err := s.roomPage(ctx, c)
 	if err != nil {
 		return nil, err
 	}

@@ -20,11 +20,11 @@ type settings struct {
 	MeshName         string `json:"meshName"`
 	RegistrationOpen bool   `json:"registrationOpen"`
 	DefaultRole      string `json:"defaultRole"`
-	meshLimits
+	limitSettings
 }
 
-// meshLimits are the limits an owner may lower below the server's own (its configuration).
-type meshLimits struct {
+// limitSettings are the limits an owner may lower below the server's own (its configuration).
+type limitSettings struct {
 	// MaxFileBytes bounds an uploaded file.
 	MaxFileBytes int64 `json:"maxFileBytes"`
 	// MaxMessageBytes bounds a message's content.
@@ -38,24 +38,24 @@ const limitsTTL = 2 * time.Second
 type limitsCache struct {
 	mu sync.Mutex
 	at time.Time
-	v  meshLimits
+	v  limitSettings
 }
 
 // meshLimits returns the mesh's limits, from the store at most every limitsTTL.
-func (s *Service) meshLimits(ctx context.Context) (meshLimits, error) {
+func (s *Service) meshLimits(ctx context.Context) (limitSettings, error) {
 	s.limitsCache.mu.Lock()
 	defer s.limitsCache.mu.Unlock()
 	if now := time.Now(); !s.limitsCache.at.IsZero() && now.Sub(s.limitsCache.at) < limitsTTL {
 		return s.limitsCache.v, nil
 	}
-	v := meshLimits{MaxFileBytes: s.cfg.MaxFileBytes, MaxMessageBytes: s.cfg.MaxContentBytes}
+	v := limitSettings{MaxFileBytes: s.cfg.MaxFileBytes, MaxMessageBytes: s.cfg.MaxContentBytes}
 	if raw, ok, err := s.store.Setting(ctx, settingMaxFileBytes); err != nil {
-		return meshLimits{}, err
+		return limitSettings{}, err
 	} else if n, perr := strconv.ParseInt(raw, 10, 64); ok && perr == nil && n > 0 && n < v.MaxFileBytes {
 		v.MaxFileBytes = n
 	}
 	if raw, ok, err := s.store.Setting(ctx, settingMaxMessageBytes); err != nil {
-		return meshLimits{}, err
+		return limitSettings{}, err
 	} else if n, perr := strconv.Atoi(raw); ok && perr == nil && n > 0 && n < v.MaxMessageBytes {
 		v.MaxMessageBytes = n
 	}
@@ -75,7 +75,7 @@ func (s *Service) currentSettings(ctx context.Context) (settings, error) {
 	if out.MeshName, err = s.meshName(ctx); err != nil {
 		return settings{}, err
 	}
-	if out.meshLimits, err = s.meshLimits(ctx); err != nil {
+	if out.limitSettings, err = s.meshLimits(ctx); err != nil {
 		return settings{}, err
 	}
 	if v, ok, err := s.store.Setting(ctx, settingRegistrationOpen); err != nil {

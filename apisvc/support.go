@@ -110,11 +110,6 @@ func text(field, v string, required bool, max int) (string, error) {
 	return v, nil
 }
 
-// textParam checks a search query parameter: present, not blank, at most max runes.
-func textParam(name, v string, max int) (string, error) {
-	return text(name, v, true, max)
-}
-
 // list is the contract's list shape.
 type list[T any] struct {
 	Items      []T     `json:"items"`

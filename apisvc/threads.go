@@ -18,14 +18,7 @@ type threadView struct {
 // threadsList lists a room's threads the actor may see, most recently replied to first; the
 // cursor is the last reply's seq of the page's last thread.
 func (s *Service) threadsList(ctx context.Context, c *call) (any, error) {
-	room, err := roomParam(c)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := s.visibleRoom(ctx, c, room); err != nil {
-		return nil, err
-	}
-	limit, err := listLimit(c)
+	room, limit, err := s.roomPage(ctx, c)
 	if err != nil {
 		return nil, err
 	}

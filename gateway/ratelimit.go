@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -66,10 +65,8 @@ func (l *restLimiter) allow(key string, now time.Time) (bool, time.Duration) {
 // without a valid token) beyond its rate are answered rate_limited with Retry-After.
 func (g *Gateway) limitREST(c *fiber.Ctx) error {
 	key := "addr:" + c.IP()
-	if tok, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer "); ok {
-		if claims, err := g.tokens.Verify(strings.TrimSpace(tok)); err == nil {
-			key = "p:" + claims.ParticipantID
-		}
+	if claims, err := g.claims(c); err == nil {
+		key = "p:" + claims.ParticipantID
 	}
 	if ok, wait := g.restLimits.allow(key, time.Now()); !ok {
 		g.metrics.rateLimited.Inc()

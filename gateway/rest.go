@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/themesh/mesh/pkg/auth"
 	"github.com/themesh/mesh/pkg/mesh"
 )
 
@@ -145,16 +146,36 @@ func (g *Gateway) fiberError(c *fiber.Ctx, err error) error {
 	return writeError(c, mesh.Errorf(mesh.CodeInternal, "internal error"))
 }
 
+// verified is a request's bearer token as verified, kept in its Locals: the rate limit and the
+// handler both need it, and it is checked once.
+type verified struct {
+	claims auth.Claims
+	err    *mesh.Error
+}
+
+// claims verifies the request's bearer token (once per request).
+func (g *Gateway) claims(c *fiber.Ctx) (auth.Claims, *mesh.Error) {
+	if v, ok := c.Locals(verified{}).(*verified); ok {
+		return v.claims, v.err
+	}
+	v := &verified{}
+	tok, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+	if !ok || strings.TrimSpace(tok) == "" {
+		v.err = mesh.Errorf(mesh.CodeUnauthorized, "an Authorization: Bearer token is required")
+	} else if claims, err := g.tokens.Verify(strings.TrimSpace(tok)); err != nil {
+		v.err = mesh.AsError(err)
+	} else {
+		v.claims = claims
+	}
+	c.Locals(verified{}, v)
+	return v.claims, v.err
+}
+
 // bearer verifies the request's bearer token.
 func (g *Gateway) bearer(c *fiber.Ctx) (*mesh.Actor, *mesh.Error) {
-	h := c.Get(fiber.HeaderAuthorization)
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		return nil, mesh.Errorf(mesh.CodeUnauthorized, "an Authorization: Bearer token is required")
-	}
-	claims, err := g.tokens.Verify(strings.TrimSpace(tok))
+	claims, err := g.claims(c)
 	if err != nil {
-		return nil, mesh.AsError(err)
+		return nil, err
 	}
 	return &mesh.Actor{ID: claims.ParticipantID, TokenID: claims.TokenID, TokenExp: claims.ExpiresAt.Unix(), TokenGen: claims.Generation, Addr: c.IP()}, nil
 }

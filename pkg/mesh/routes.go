@@ -140,7 +140,7 @@ var Routes = []Route{
 	{"POST", "/api/rooms/{roomId}/invites", OpRoomInvite, true, "invite_members", true, "Bring a participant into a room (the way into a private one)"},
 	{"POST", "/api/files", OpFilesUpload, true, "upload_files", true, "Upload a file for a room (multipart/form-data: the field roomId, then the part file); attach it to a message by its id"},
 	{"GET", "/api/files/{fileId}", OpFilesGet, true, "view_rooms", false, "A file's bytes, to those who may see the message it is attached to (its uploader until then)"},
-	{"DELETE", "/api/files/{fileId}", OpFilesDelete, true, "", true, "Delete a file not yet attached (others' need manage_messages); an attached file goes with its message"},
+	{"DELETE", "/api/files/{fileId}", OpFilesDelete, true, "", true, "Delete one's own file not yet attached; an attached file goes with its message"},
 	{"GET", "/api/rooms/{roomId}/files", OpFilesList, true, "view_rooms", false, "A room's files one may see, newest first"},
 	{"PUT", "/api/rooms/{roomId}/read", OpReadMark, true, "view_rooms", false, "Mark a room read up to a seq (marks only move forward); the caller's other sockets hear it"},
 	{"POST", "/api/rooms/{roomId}/events", OpFeedPost, true, "post_feed_events", true, "Post a feed event (kind, title, body, url, data) into a room's timeline, as a message"},

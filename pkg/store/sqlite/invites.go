@@ -70,20 +70,7 @@ func (s *Store) ListInvites(ctx context.Context) ([]store.Invite, error) {
 
 // DeleteInvite removes the code and (by ON DELETE CASCADE) its uses, or answers CodeNotFound.
 func (s *Store) DeleteInvite(ctx context.Context, code string) error {
-	return s.write(ctx, "delete invite", func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM invites WHERE code = ?`, code)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return notFound("invite", code)
-		}
-		return nil
-	})
+	return s.deleteRow(ctx, "invite", `DELETE FROM invites WHERE code = ?`, code)
 }
 
 // UseInvite records use number uses+1 of the code at now, in one write transaction (so

@@ -125,8 +125,13 @@ func (s *Store) UpdateRole(ctx context.Context, name string, u store.RoleUpdate)
 
 // DeleteRole removes the role, or answers CodeNotFound. Participants holding it keep it.
 func (s *Store) DeleteRole(ctx context.Context, name string) error {
-	return s.write(ctx, "delete role", func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM roles WHERE name = ?`, name)
+	return s.deleteRow(ctx, "role", `DELETE FROM roles WHERE name = ?`, name)
+}
+
+// deleteRow runs query, a DELETE of the what keyed key: CodeNotFound when no row went.
+func (s *Store) deleteRow(ctx context.Context, what, query, key string) error {
+	return s.write(ctx, "delete "+what, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, query, key)
 		if err != nil {
 			return err
 		}
@@ -135,7 +140,7 @@ func (s *Store) DeleteRole(ctx context.Context, name string) error {
 			return err
 		}
 		if n == 0 {
-			return notFound("role", name)
+			return notFound(what, key)
 		}
 		return nil
 	})
